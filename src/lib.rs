@@ -1,0 +1,20 @@
+//! pgferry: a PostgreSQL connection-pooling proxy for serverless workloads.
+//!
+//! The library is what the binary and the tests share: [`Proxy::start`] runs a complete proxy
+//! in-process from a [`config::Config`] and returns a [`ProxyHandle`] (bound addresses,
+//! shutdown), so end-to-end tests exercise exactly the code the binary runs.
+
+pub mod auth;
+pub mod cancel;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod pool;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod tls;
+
+mod proxy;
+
+pub use proxy::{Proxy, ProxyHandle, StartError};

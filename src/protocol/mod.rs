@@ -1,1 +1,34 @@
-//! protocol
+//! PostgreSQL wire protocol pieces the proxy needs: frame scanning on the hot path, the
+//! startup packet, message builders for what pgferry answers itself, and decoders for the few
+//! backend messages it must understand.
+
+pub mod decode;
+pub mod frame;
+pub mod messages;
+pub mod startup;
+
+/// SQLSTATE codes pgferry emits itself, named so call sites read as intent.
+pub mod sqlstate {
+    /// Protocol violation: malformed or oversized messages.
+    pub const PROTOCOL_VIOLATION: &str = "08P01";
+    /// Connection failure: a backend that cannot be reached or died.
+    pub const CONNECTION_FAILURE: &str = "08006";
+    /// Too many connections: client limit reached or no backend available in time.
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// Invalid authorization specification: TLS required, unknown role.
+    pub const INVALID_AUTHORIZATION: &str = "28000";
+    /// Wrong password.
+    pub const INVALID_PASSWORD: &str = "28P01";
+    /// Unknown database.
+    pub const INVALID_CATALOG_NAME: &str = "3D000";
+    /// Feature not supported (protocol versions, options).
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// Admin shutdown: the proxy is stopping.
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
+    /// Cannot connect now: backend starting up or shutting down.
+    pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    /// Idle-in-transaction session timeout (PostgreSQL's own code for it).
+    pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
+    /// Idle session timeout (PostgreSQL 14+ code).
+    pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+}

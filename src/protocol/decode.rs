@@ -1,0 +1,133 @@
+//! Decoders for the few messages the proxy must read, each over one isolated frame
+//! (`tag + length + body`, already cut out of the stream), so malformed input can never make a
+//! decoder read a neighbouring message.
+
+use thiserror::Error;
+
+use super::frame::HEADER_LEN;
+
+/// A frame whose body does not match its declared type.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("malformed '{}' message: {reason}", char::from(*tag))]
+pub struct DecodeError {
+    pub tag: u8,
+    pub reason: &'static str,
+}
+
+fn body(frame: &[u8]) -> &[u8] {
+    frame.get(HEADER_LEN..).unwrap_or_default()
+}
+
+/// Splits a NUL-terminated string off the front of `bytes`.
+pub fn take_cstr(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let end = bytes.iter().position(|&b| b == 0)?;
+    let text = std::str::from_utf8(&bytes[..end]).ok()?;
+    Some((text, &bytes[end + 1..]))
+}
+
+/// Transaction status byte of a ReadyForQuery frame.
+pub fn ready_status(frame: &[u8]) -> Result<u8, DecodeError> {
+    match body(frame) {
+        [status @ (b'I' | b'T' | b'E')] => Ok(*status),
+        _ => Err(DecodeError { tag: b'Z', reason: "status must be one byte I, T or E" }),
+    }
+}
+
+/// Name and value of a ParameterStatus frame.
+pub fn parameter_status(frame: &[u8]) -> Result<(&str, &str), DecodeError> {
+    let err = DecodeError { tag: b'S', reason: "expected two strings" };
+    let (name, rest) = take_cstr(body(frame)).ok_or(err)?;
+    let (value, _) = take_cstr(rest).ok_or(DecodeError { tag: b'S', reason: "missing value" })?;
+    Ok((name, value))
+}
+
+/// The fields of an ErrorResponse/NoticeResponse that pgferry uses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ErrorFields {
+    pub severity: String,
+    pub sqlstate: String,
+    pub message: String,
+}
+
+/// Reads severity, SQLSTATE and message out of an ErrorResponse or NoticeResponse frame.
+pub fn error_fields(frame: &[u8]) -> Result<ErrorFields, DecodeError> {
+    let tag = frame.first().copied().unwrap_or(b'E');
+    let mut fields = ErrorFields::default();
+    let mut rest = body(frame);
+    while let Some((&code, after)) = rest.split_first() {
+        if code == 0 {
+            return Ok(fields);
+        }
+        let (value, next) = take_cstr(after).ok_or(DecodeError { tag, reason: "unterminated field" })?;
+        match code {
+            b'V' => fields.severity = value.to_string(),
+            b'S' if fields.severity.is_empty() => fields.severity = value.to_string(),
+            b'C' => fields.sqlstate = value.to_string(),
+            b'M' => fields.message = value.to_string(),
+            _ => {}
+        }
+        rest = next;
+    }
+    Err(DecodeError { tag, reason: "missing terminator" })
+}
+
+/// SASLInitialResponse: the mechanism name and the client-first-message.
+pub fn sasl_initial_response(frame: &[u8]) -> Result<(&str, &[u8]), DecodeError> {
+    let err = |reason| DecodeError { tag: b'p', reason };
+    let (mechanism, rest) = take_cstr(body(frame)).ok_or(err("missing mechanism"))?;
+    let (len_bytes, data) = rest.split_first_chunk::<4>().ok_or(err("missing length"))?;
+    let len = i32::from_be_bytes(*len_bytes);
+    if len < 0 || len as usize != data.len() {
+        return Err(err("length does not match the data"));
+    }
+    Ok((mechanism, data))
+}
+
+/// SASLResponse / PasswordMessage payload: the whole body.
+pub fn password_body(frame: &[u8]) -> &[u8] {
+    body(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn decodes_ready_status() {
+        assert_eq!(ready_status(&frame(b'Z', b"T")), Ok(b'T'));
+        assert!(ready_status(&frame(b'Z', b"")).is_err());
+        assert!(ready_status(&frame(b'Z', b"X")).is_err());
+    }
+
+    #[test]
+    fn decodes_parameter_status() {
+        assert_eq!(parameter_status(&frame(b'S', b"TimeZone\0UTC\0")), Ok(("TimeZone", "UTC")));
+        assert!(parameter_status(&frame(b'S', b"TimeZone\0UTC")).is_err());
+    }
+
+    #[test]
+    fn decodes_error_fields_and_rejects_truncation() {
+        let f = frame(b'E', b"SERROR\0VERROR\0C42P01\0Mrelation \"x\" does not exist\0\0");
+        let fields = error_fields(&f).unwrap();
+        assert_eq!(fields.sqlstate, "42P01");
+        assert_eq!(fields.severity, "ERROR");
+        assert_eq!(fields.message, "relation \"x\" does not exist");
+        assert!(error_fields(&frame(b'E', b"SERROR\0C42")).is_err());
+        assert!(error_fields(&frame(b'E', b"SERROR\0")).is_err());
+    }
+
+    #[test]
+    fn decodes_sasl_initial_response() {
+        let f = frame(b'p', b"SCRAM-SHA-256\0\0\0\0\x03abc");
+        assert_eq!(sasl_initial_response(&f), Ok(("SCRAM-SHA-256", &b"abc"[..])));
+        assert!(sasl_initial_response(&frame(b'p', b"SCRAM-SHA-256\0\0\0\0\x09abc")).is_err());
+        assert!(sasl_initial_response(&frame(b'p', b"SCRAM")).is_err());
+    }
+}

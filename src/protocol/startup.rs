@@ -1,0 +1,246 @@
+//! The first packet of a connection: SSLRequest, GSSENCRequest, CancelRequest or the
+//! StartupMessage, parsed with explicit limits (size, parameter count) because it arrives before
+//! authentication, from anyone on the network.
+
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::decode::take_cstr;
+
+/// Request code of SSLRequest.
+pub const SSL_REQUEST_CODE: i32 = 80_877_103;
+/// Request code of GSSENCRequest.
+pub const GSSENC_REQUEST_CODE: i32 = 80_877_104;
+/// Request code of CancelRequest.
+pub const CANCEL_REQUEST_CODE: i32 = 80_877_102;
+/// Protocol major version 3 as it appears in the high 16 bits of the version field.
+const PROTOCOL_MAJOR_3: i32 = 3;
+
+/// What the client opened with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitialPacket {
+    SslRequest,
+    GssEncRequest,
+    Cancel { process_id: i32, secret_key: i32 },
+    Startup(StartupParams),
+}
+
+/// A parsed StartupMessage.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StartupParams {
+    /// Requested minor version of protocol 3; pgferry speaks 3.0 and negotiates down.
+    pub minor_version: u16,
+    pub user: String,
+    /// Defaults to the user name, as in PostgreSQL.
+    pub database: String,
+    /// Every other parameter (application_name, options, client_encoding, ...) in order.
+    pub params: Vec<(String, String)>,
+    /// `_pq_.*` protocol options, which pgferry does not support and must report back.
+    pub protocol_options: Vec<String>,
+}
+
+/// Why the first packet was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum StartupError {
+    #[error("invalid length of startup packet: {0}")]
+    BadLength(i64),
+    #[error("startup packet of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0")]
+    UnsupportedProtocol { major: i32, minor: i32 },
+    #[error("startup packet has more than {max} parameters")]
+    TooManyParameters { max: usize },
+    #[error("invalid startup packet layout: {0}")]
+    Malformed(&'static str),
+    #[error("no PostgreSQL user name specified in startup packet")]
+    MissingUser,
+    #[error("replication connections are not supported by pgferry")]
+    Replication,
+    #[error("connection closed before the startup packet was complete")]
+    Eof,
+}
+
+impl StartupError {
+    /// SQLSTATE PostgreSQL uses for the same condition.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            StartupError::UnsupportedProtocol { .. } | StartupError::Replication => {
+                super::sqlstate::FEATURE_NOT_SUPPORTED
+            }
+            StartupError::MissingUser => super::sqlstate::INVALID_AUTHORIZATION,
+            _ => super::sqlstate::PROTOCOL_VIOLATION,
+        }
+    }
+}
+
+/// Limits applied to untrusted startup packets.
+#[derive(Debug, Clone, Copy)]
+pub struct StartupLimits {
+    pub max_packet_size: usize,
+    pub max_parameters: usize,
+}
+
+/// Reads one length-prefixed startup-phase packet (length field included in the result).
+pub async fn read_packet<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    max_packet_size: usize,
+) -> Result<Vec<u8>, StartupError> {
+    let mut len_bytes = [0u8; 4];
+    stream.read_exact(&mut len_bytes).await.map_err(|_| StartupError::Eof)?;
+    let len = i32::from_be_bytes(len_bytes);
+    if len < 8 {
+        return Err(StartupError::BadLength(len.into()));
+    }
+    let len = len as usize;
+    if len > max_packet_size {
+        return Err(StartupError::TooLarge { len, max: max_packet_size });
+    }
+    let mut packet = vec![0u8; len];
+    packet[..4].copy_from_slice(&len_bytes);
+    stream.read_exact(&mut packet[4..]).await.map_err(|_| StartupError::Eof)?;
+    Ok(packet)
+}
+
+/// Parses a packet returned by [`read_packet`].
+pub fn parse_packet(packet: &[u8], limits: StartupLimits) -> Result<InitialPacket, StartupError> {
+    let (_, rest) = packet.split_first_chunk::<4>().ok_or(StartupError::Malformed("short"))?;
+    let (code, body) = rest.split_first_chunk::<4>().ok_or(StartupError::Malformed("short"))?;
+    let code = i32::from_be_bytes(*code);
+    match (code, body.len()) {
+        (SSL_REQUEST_CODE, 0) => Ok(InitialPacket::SslRequest),
+        (GSSENC_REQUEST_CODE, 0) => Ok(InitialPacket::GssEncRequest),
+        (CANCEL_REQUEST_CODE, 8) => Ok(InitialPacket::Cancel {
+            process_id: i32::from_be_bytes([body[0], body[1], body[2], body[3]]),
+            secret_key: i32::from_be_bytes([body[4], body[5], body[6], body[7]]),
+        }),
+        (SSL_REQUEST_CODE | GSSENC_REQUEST_CODE | CANCEL_REQUEST_CODE, _) => {
+            Err(StartupError::Malformed("request packet with unexpected length"))
+        }
+        _ => parse_startup(code, body, limits).map(InitialPacket::Startup),
+    }
+}
+
+fn parse_startup(version: i32, body: &[u8], limits: StartupLimits) -> Result<StartupParams, StartupError> {
+    let (major, minor) = (version >> 16, version & 0xffff);
+    if major != PROTOCOL_MAJOR_3 {
+        return Err(StartupError::UnsupportedProtocol { major, minor });
+    }
+    let mut startup = StartupParams { minor_version: minor as u16, ..StartupParams::default() };
+    let mut rest = body;
+    let mut count = 0;
+    loop {
+        let (name, after) = take_cstr(rest).ok_or(StartupError::Malformed("unterminated name"))?;
+        if name.is_empty() {
+            break;
+        }
+        let (value, after) = take_cstr(after).ok_or(StartupError::Malformed("missing value"))?;
+        count += 1;
+        if count > limits.max_parameters {
+            return Err(StartupError::TooManyParameters { max: limits.max_parameters });
+        }
+        startup.accept(name, value)?;
+        rest = after;
+    }
+    if startup.user.is_empty() {
+        return Err(StartupError::MissingUser);
+    }
+    if startup.database.is_empty() {
+        startup.database = startup.user.clone();
+    }
+    Ok(startup)
+}
+
+impl StartupParams {
+    fn accept(&mut self, name: &str, value: &str) -> Result<(), StartupError> {
+        match name {
+            "user" => self.user = value.to_string(),
+            "database" => self.database = value.to_string(),
+            "replication" if !matches!(value, "false" | "off" | "no" | "0") => {
+                return Err(StartupError::Replication)
+            }
+            "replication" => {}
+            _ if name.starts_with("_pq_.") => self.protocol_options.push(name.to_string()),
+            _ => self.params.push((name.to_string(), value.to_string())),
+        }
+        Ok(())
+    }
+
+    /// The value of a non-user/database startup parameter, if the client sent it.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: StartupLimits = StartupLimits { max_packet_size: 10_000, max_parameters: 4 };
+
+    fn packet(code: i32, body: &[u8]) -> Vec<u8> {
+        let mut v = ((body.len() + 8) as i32).to_be_bytes().to_vec();
+        v.extend_from_slice(&code.to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn parses_requests() {
+        assert_eq!(parse_packet(&packet(SSL_REQUEST_CODE, b""), LIMITS), Ok(InitialPacket::SslRequest));
+        assert_eq!(parse_packet(&packet(GSSENC_REQUEST_CODE, b""), LIMITS), Ok(InitialPacket::GssEncRequest));
+        let cancel = packet(CANCEL_REQUEST_CODE, &[0, 0, 0, 9, 0, 0, 1, 0]);
+        assert_eq!(
+            parse_packet(&cancel, LIMITS),
+            Ok(InitialPacket::Cancel { process_id: 9, secret_key: 256 })
+        );
+        assert!(parse_packet(&packet(CANCEL_REQUEST_CODE, &[0, 0]), LIMITS).is_err());
+    }
+
+    #[test]
+    fn parses_startup_parameters() {
+        let body = b"user\0app\0database\0db\0application_name\0lambda\0_pq_.x\0y\0\0";
+        let Ok(InitialPacket::Startup(s)) = parse_packet(&packet(196_608, body), LIMITS) else {
+            panic!("startup expected");
+        };
+        assert_eq!((s.user.as_str(), s.database.as_str()), ("app", "db"));
+        assert_eq!(s.param("application_name"), Some("lambda"));
+        assert_eq!(s.protocol_options, vec!["_pq_.x".to_string()]);
+    }
+
+    #[test]
+    fn database_defaults_to_user_and_user_is_required() {
+        let Ok(InitialPacket::Startup(s)) = parse_packet(&packet(196_608, b"user\0app\0\0"), LIMITS) else {
+            panic!("startup expected");
+        };
+        assert_eq!(s.database, "app");
+        assert_eq!(parse_packet(&packet(196_608, b"\0"), LIMITS), Err(StartupError::MissingUser));
+    }
+
+    #[test]
+    fn rejects_bad_packets() {
+        assert!(matches!(
+            parse_packet(&packet(131_072, b"\0"), LIMITS),
+            Err(StartupError::UnsupportedProtocol { major: 2, .. })
+        ));
+        assert!(parse_packet(&packet(196_608, b"user\0app"), LIMITS).is_err());
+        let many = b"a\0b\0c\0d\0e\0f\0g\0h\0i\0j\0user\0u\0\0";
+        assert_eq!(
+            parse_packet(&packet(196_608, many), LIMITS),
+            Err(StartupError::TooManyParameters { max: 4 })
+        );
+        assert_eq!(
+            parse_packet(&packet(196_608, b"user\0u\0replication\0database\0\0"), LIMITS),
+            Err(StartupError::Replication)
+        );
+    }
+
+    #[tokio::test]
+    async fn read_packet_enforces_limits() {
+        let mut big: &[u8] = &[0, 0, 0x30, 0, 1, 2];
+        assert!(matches!(read_packet(&mut big, 10_000).await, Err(StartupError::TooLarge { .. })));
+        let mut tiny: &[u8] = &[0, 0, 0, 4];
+        assert_eq!(read_packet(&mut tiny, 10_000).await, Err(StartupError::BadLength(4)));
+        let mut short: &[u8] = &[0, 0, 0, 12, 1];
+        assert_eq!(read_packet(&mut short, 10_000).await, Err(StartupError::Eof));
+    }
+}

@@ -1,1 +1,131 @@
-//! cancel
+//! Cancel-key registry.
+//!
+//! Clients only ever see proxy-issued BackendKeyData: the backend behind a client changes with
+//! every transaction, and backend keys must not leak to clients. A CancelRequest (which arrives
+//! on a fresh connection, on any listener) is looked up here in O(1) and forwarded to the backend
+//! that is serving that client at that moment, over a new connection to that backend.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use subtle::ConstantTimeEq;
+
+use crate::server::{send_cancel, BackendKey, BackendTarget};
+
+/// The key pgferry hands a client in BackendKeyData.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CancelKey {
+    pub process_id: i32,
+    pub secret_key: i32,
+}
+
+/// Where a client's running query lives right now.
+type BackendRef = (Arc<BackendTarget>, BackendKey);
+
+struct Entry {
+    secret_key: i32,
+    backend: Option<BackendRef>,
+}
+
+/// All live client sessions' cancel keys.
+#[derive(Default)]
+pub struct CancelRegistry {
+    next_process_id: AtomicU32,
+    entries: Mutex<HashMap<i32, Entry>>,
+}
+
+impl CancelRegistry {
+    /// An empty registry shared by every listener.
+    pub fn new() -> Arc<Self> {
+        Arc::new(CancelRegistry::default())
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<i32, Entry>> {
+        // A poisoned lock only means another thread panicked mid-update of a plain map.
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Issues a fresh key for a new client session; dropping the slot retires the key.
+    pub fn register(self: &Arc<Self>) -> CancelSlot {
+        let secret_key = rand::random::<i32>();
+        let mut entries = self.entries();
+        let process_id = loop {
+            // Positive, non-zero ids that do not collide with a live session.
+            let id = (self.next_process_id.fetch_add(1, Ordering::Relaxed) % (i32::MAX as u32)) as i32 + 1;
+            if !entries.contains_key(&id) {
+                break id;
+            }
+        };
+        entries.insert(process_id, Entry { secret_key, backend: None });
+        CancelSlot { registry: Arc::clone(self), key: CancelKey { process_id, secret_key } }
+    }
+
+    /// The backend currently serving the client with this key, if the key is valid.
+    pub fn lookup(&self, key: CancelKey) -> Option<BackendRef> {
+        let entries = self.entries();
+        let entry = entries.get(&key.process_id)?;
+        let secret_ok: bool = entry.secret_key.to_be_bytes().ct_eq(&key.secret_key.to_be_bytes()).into();
+        if !secret_ok {
+            return None;
+        }
+        entry.backend.clone()
+    }
+
+    /// Handles a CancelRequest: forwards it if the key matches a client holding a backend.
+    /// Like PostgreSQL, the requester learns nothing either way.
+    pub async fn cancel(&self, key: CancelKey) {
+        let Some((target, backend_key)) = self.lookup(key) else {
+            tracing::debug!(process_id = key.process_id, "cancel request for no running query");
+            return;
+        };
+        if let Err(error) = send_cancel(&target, backend_key).await {
+            tracing::warn!(database = %target.database, %error, "forwarding cancel request failed");
+        }
+    }
+
+    fn set(&self, process_id: i32, backend: Option<BackendRef>) {
+        if let Some(entry) = self.entries().get_mut(&process_id) {
+            entry.backend = backend;
+        }
+    }
+
+    /// Number of registered sessions (for tests and introspection).
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    /// True when no session is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A session's registration; it records which backend serves the client while one is held.
+pub struct CancelSlot {
+    registry: Arc<CancelRegistry>,
+    key: CancelKey,
+}
+
+impl CancelSlot {
+    /// The key to send to the client.
+    pub fn key(&self) -> CancelKey {
+        self.key
+    }
+
+    /// The client now runs on this backend connection.
+    pub fn attach(&self, target: Arc<BackendTarget>, backend_key: BackendKey) {
+        self.registry.set(self.key.process_id, Some((target, backend_key)));
+    }
+
+    /// The client no longer holds a backend: cancels have nothing to cancel.
+    pub fn detach(&self) {
+        self.registry.set(self.key.process_id, None);
+    }
+}
+
+impl Drop for CancelSlot {
+    fn drop(&mut self) {
+        self.registry.entries().remove(&self.key.process_id);
+    }
+}

@@ -13,6 +13,7 @@ pub mod pool;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod stream;
 pub mod tls;
 
 mod proxy;

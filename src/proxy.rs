@@ -1,8 +1,19 @@
-//! Proxy assembly: binds listeners, wires pools, metrics and sessions together.
+//! Proxy assembly: binds listeners, builds pools, metrics and TLS, and runs the accept loop.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use crate::config::Config;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::UserStore;
+use crate::cancel::CancelRegistry;
+use crate::config::{ClientTlsMode, Config};
+use crate::metrics::{Metrics, PoolStateSource};
+use crate::pool::{spawn_health_checker, PoolRegistry};
+use crate::session::{self, SessionContext};
 
 /// Why the proxy could not start (bad TLS files, ports in use, invalid users).
 #[derive(Debug, thiserror::Error)]
@@ -20,14 +31,128 @@ pub struct Proxy;
 pub struct ProxyHandle {
     client_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    sessions: Arc<Semaphore>,
+    max_clients: u32,
+    ctx: Arc<SessionContext>,
 }
 
 impl Proxy {
-    /// Binds the listeners and starts serving; returns once the proxy accepts connections.
+    /// Validates the configuration, binds the listeners and starts serving; returns once the
+    /// proxy accepts connections. Backends are not contacted: an unreachable database never
+    /// prevents startup.
     pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
-        let _ = config;
-        Err(StartError::Invalid("not yet implemented".into()))
+        config.validate().map_err(|e| StartError::Invalid(e.to_string()))?;
+        let config = Arc::new(config);
+        let metrics = Metrics::new();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let ctx = Arc::new(build_context(&config, &metrics, shutdown_rx.clone())?);
+        let pool_source: Arc<dyn PoolStateSource> = ctx.pools.clone();
+        metrics.set_pool_source(Arc::downgrade(&pool_source));
+        let listener = bind(config.listen.addr).await?;
+        let client_addr = local_addr(&listener, config.listen.addr)?;
+        let ready = spawn_health_checker(&config, Arc::clone(&metrics), shutdown_rx.clone()).await;
+        let metrics_addr = match config.metrics.listen {
+            Some(addr) => {
+                let http = bind(addr).await?;
+                let bound = local_addr(&http, addr)?;
+                let readiness = Arc::new(move || ready.load(Ordering::Relaxed) && keep_alive(&pool_source));
+                tokio::spawn(crate::http::serve(http, Arc::clone(&metrics), readiness, shutdown_rx.clone()));
+                Some(bound)
+            }
+            None => None,
+        };
+        let max_clients = u32::try_from(config.limits.max_client_connections).unwrap_or(u32::MAX);
+        let sessions = Arc::new(Semaphore::new(max_clients as usize));
+        tokio::spawn(accept_loop(listener, Arc::clone(&ctx), Arc::clone(&sessions), shutdown_rx));
+        tracing::info!(%client_addr, ?metrics_addr, "pgferry listening");
+        Ok(ProxyHandle { client_addr, metrics_addr, shutdown: shutdown_tx, sessions, max_clients, ctx })
     }
+}
+
+/// Keeps the pool registry alive as long as the readiness closure exists (metrics hold a Weak).
+fn keep_alive(_pools: &Arc<dyn PoolStateSource>) -> bool {
+    true
+}
+
+fn build_context(
+    config: &Arc<Config>,
+    metrics: &Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<SessionContext, StartError> {
+    let invalid = |e: &dyn std::fmt::Display| StartError::Invalid(e.to_string());
+    let users = UserStore::from_config(&config.users).map_err(|e| invalid(&e))?;
+    let pools = PoolRegistry::build(config, metrics).map_err(|e| invalid(&e))?;
+    let tls = match (config.tls.mode, &config.tls.cert_file, &config.tls.key_file) {
+        (ClientTlsMode::Disable, _, _) => None,
+        (_, Some(cert), Some(key)) => {
+            Some(TlsAcceptor::from(crate::tls::server_config(cert, key).map_err(|e| invalid(&e))?))
+        }
+        _ => return Err(StartError::Invalid("tls: cert_file and key_file are required".into())),
+    };
+    Ok(SessionContext {
+        config: Arc::clone(config),
+        users,
+        pools: Arc::new(pools),
+        cancel: CancelRegistry::new(),
+        metrics: Arc::clone(metrics),
+        tls,
+        shutdown,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    listener.local_addr().map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Accepts clients until shutdown; each gets its own task. Clients beyond
+/// `max_client_connections` are told 53300 after their startup packet, as PostgreSQL does.
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<SessionContext>,
+    sessions: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        crate::stream::tune_socket(&tcp);
+        ctx.metrics.client_accepted();
+        let ctx = Arc::clone(&ctx);
+        match Arc::clone(&sessions).try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    session::run_client(tcp, peer, ctx).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tokio::spawn(reject_over_limit(tcp, ctx));
+            }
+        }
+    }
+}
+
+async fn reject_over_limit(tcp: TcpStream, ctx: Arc<SessionContext>) {
+    ctx.metrics.client_rejected("max_clients");
+    let message = format!(
+        "sorry, too many clients already (pgferry max_client_connections = {})",
+        ctx.config.limits.max_client_connections
+    );
+    let limit = ctx.config.limits.login_timeout;
+    let _ = tokio::time::timeout(limit, session::refuse_opening(tcp, &ctx, &message)).await;
 }
 
 impl ProxyHandle {
@@ -35,10 +160,25 @@ impl ProxyHandle {
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
     }
+
     /// Address of the metrics/health HTTP endpoint, if enabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
     }
-    /// Stops accepting, lets sessions finish within the shutdown timeout, closes pools.
-    pub async fn shutdown(self) {}
+
+    /// The shared metrics (tests read values directly as well as over HTTP).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.ctx.metrics
+    }
+
+    /// Stops accepting, tells idle clients the proxy is going away, lets sessions inside a
+    /// transaction finish it (bounded by `shutdown_timeout`).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let limit = self.ctx.config.limits.shutdown_timeout;
+        let all = self.sessions.acquire_many(self.max_clients);
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!("shutdown timeout: closing remaining sessions");
+        }
+    }
 }

@@ -1,1 +1,121 @@
-//! pool
+//! Pool registry: one bb8 pool of backend connections per (database, backend user).
+//!
+//! Pools are created at startup from the configuration (bb8 does not connect until asked, so an
+//! unreachable backend never prevents pgferry from starting). Clients are routed to a pool by
+//! the database in their startup packet and by the backend user that database maps them to.
+
+mod backend_pool;
+mod failures;
+mod health;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use backend_pool::{BackendPool, Checkout, CheckoutError};
+pub use health::spawn_health_checker;
+
+use crate::config::{Config, DatabaseConfig, PoolMode};
+use crate::metrics::{Metrics, PoolState, PoolStateSource};
+use crate::server::BackendTarget;
+
+/// Why a client's startup cannot be mapped to a pool.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouteError {
+    #[error("database \"{0}\" does not exist")]
+    UnknownDatabase(String),
+    #[error("role \"{user}\" cannot connect to database \"{database}\" through pgferry")]
+    NoPoolForUser { database: String, user: String },
+}
+
+/// Building pools failed (bad backend TLS settings).
+#[derive(Debug, thiserror::Error)]
+#[error("database \"{database}\": {reason}")]
+pub struct PoolBuildError {
+    pub database: String,
+    pub reason: String,
+}
+
+/// All pools, keyed by (database name as clients know it, backend user).
+pub struct PoolRegistry {
+    pools: HashMap<(String, String), Arc<BackendPool>>,
+    databases: HashMap<String, DatabaseConfig>,
+}
+
+impl PoolRegistry {
+    /// Creates every pool the configuration implies; no backend connection is opened here.
+    pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<PoolRegistry, PoolBuildError> {
+        let mut pools = HashMap::new();
+        for db in &config.databases {
+            let tls = crate::tls::client_config(db.tls_mode, db.tls_ca_file.as_deref())
+                .map_err(|e| PoolBuildError { database: db.name.clone(), reason: e.to_string() })?;
+            for (user, password) in backend_logins(config, db) {
+                let target = Arc::new(BackendTarget {
+                    database: db.name.clone(),
+                    host: db.host.clone(),
+                    port: db.port,
+                    dbname: db.dbname.clone(),
+                    user: user.clone(),
+                    password,
+                    tls_mode: db.tls_mode,
+                    tls: tls.clone(),
+                    connect_timeout: db.connect_timeout,
+                    startup_params: vec![("application_name".into(), "pgferry".into())],
+                });
+                let pool = BackendPool::new(db, target, &config.limits, metrics.pool(&db.name, &user));
+                pools.insert((db.name.clone(), user), Arc::new(pool));
+            }
+        }
+        let databases = config.databases.iter().map(|d| (d.name.clone(), d.clone())).collect();
+        Ok(PoolRegistry { pools, databases })
+    }
+
+    /// The pool serving `user` on `database`.
+    pub fn route(&self, database: &str, user: &str) -> Result<Arc<BackendPool>, RouteError> {
+        let db = self
+            .databases
+            .get(database)
+            .ok_or_else(|| RouteError::UnknownDatabase(database.to_string()))?;
+        let backend_user = db.backend_user.as_deref().unwrap_or(user);
+        self.pools
+            .get(&(database.to_string(), backend_user.to_string()))
+            .cloned()
+            .ok_or_else(|| RouteError::NoPoolForUser { database: database.into(), user: user.into() })
+    }
+
+    /// True if `database` is configured (checked before authentication, like PgBouncer).
+    pub fn has_database(&self, database: &str) -> bool {
+        self.databases.contains_key(database)
+    }
+
+    /// Pool mode of a configured database.
+    pub fn pool_mode(&self, database: &str) -> Option<PoolMode> {
+        self.databases.get(database).map(|d| d.pool_mode)
+    }
+
+    /// Every pool, for health checks and shutdown.
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<BackendPool>> {
+        self.pools.values()
+    }
+}
+
+/// The backend logins a database needs: its forced backend user, or every configured user that
+/// has a plaintext password (validated at config load).
+fn backend_logins(config: &Config, db: &DatabaseConfig) -> Vec<(String, Option<String>)> {
+    if let Some(user) = &db.backend_user {
+        return vec![(user.clone(), db.backend_password.clone())];
+    }
+    config
+        .users
+        .iter()
+        .filter_map(|u| match &u.credential {
+            crate::config::Credential::Plain(p) => Some((u.name.clone(), Some(p.clone()))),
+            crate::config::Credential::ScramSecret(_) => None,
+        })
+        .collect()
+}
+
+impl PoolStateSource for PoolRegistry {
+    fn pool_states(&self) -> Vec<PoolState> {
+        self.pools.values().map(|p| p.state()).collect()
+    }
+}

@@ -1,1 +1,192 @@
-//! session
+//! Per-client session task: opening handshake, authentication, welcome, then the relay loop.
+
+mod backend_output;
+mod client_state;
+mod expect;
+mod handshake;
+mod held;
+mod login;
+mod params;
+mod relay;
+mod reset;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
+
+pub use client_state::ClientState;
+pub use expect::{ExpectQueue, Route};
+pub use handshake::ALPN_POSTGRESQL;
+pub use params::{parse_options, ClientParams};
+
+use crate::auth::UserStore;
+use crate::cancel::CancelRegistry;
+use crate::config::{ClientTlsMode, Config};
+use crate::metrics::Metrics;
+use crate::pool::{BackendPool, PoolRegistry};
+use crate::protocol::frame::FrameScanner;
+use crate::protocol::messages;
+use crate::protocol::startup::{StartupLimits, StartupParams};
+use crate::stream::ClientStream;
+use client_state::ClientGauge;
+use handshake::Opened;
+use login::LoginError;
+use relay::Relay;
+
+/// Everything a session needs, shared by all sessions of a proxy.
+pub struct SessionContext {
+    pub config: Arc<Config>,
+    pub users: UserStore,
+    pub pools: PoolRegistry,
+    pub cancel: Arc<CancelRegistry>,
+    pub metrics: Arc<Metrics>,
+    pub tls: Option<TlsAcceptor>,
+    /// Flips to true when the proxy shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl SessionContext {
+    fn tls_acceptor(&self) -> Option<&TlsAcceptor> {
+        self.tls.as_ref().filter(|_| self.config.tls.mode != ClientTlsMode::Disable)
+    }
+
+    fn tls_mode(&self) -> ClientTlsMode {
+        self.config.tls.mode
+    }
+
+    fn startup_limits(&self) -> StartupLimits {
+        StartupLimits {
+            max_packet_size: self.config.limits.max_startup_packet_size,
+            max_parameters: self.config.limits.max_startup_parameters,
+        }
+    }
+}
+
+/// Serves one accepted client connection to its end.
+pub async fn run_client(tcp: TcpStream, peer: SocketAddr, ctx: Arc<SessionContext>) {
+    let span = tracing::info_span!("client", %peer, user = tracing::field::Empty, database = tracing::field::Empty);
+    async move {
+        let login_timeout = ctx.config.limits.login_timeout;
+        let relay = match tokio::time::timeout(login_timeout, open_session(tcp, &ctx)).await {
+            Ok(Some(relay)) => relay,
+            Ok(None) => return,
+            Err(_) => {
+                ctx.metrics.client_rejected("login_timeout");
+                tracing::info!("login timeout");
+                return;
+            }
+        };
+        relay.run().await;
+    }
+    .instrument(span)
+    .await
+}
+
+async fn open_session(tcp: TcpStream, ctx: &Arc<SessionContext>) -> Option<Relay> {
+    match handshake::open(tcp, ctx).await {
+        Opened::Session(stream, startup) => log_in(stream, startup, ctx).await,
+        Opened::Cancel(key) => {
+            ctx.cancel.cancel(key).await;
+            None
+        }
+        Opened::Closed => None,
+    }
+}
+
+async fn log_in(mut stream: ClientStream, startup: StartupParams, ctx: &Arc<SessionContext>) -> Option<Relay> {
+    let span = tracing::Span::current();
+    span.record("user", startup.user.as_str());
+    span.record("database", startup.database.as_str());
+    if startup.minor_version > 0 || !startup.protocol_options.is_empty() {
+        let mut out = BytesMut::new();
+        messages::negotiate_protocol_version(&mut out, startup.protocol_options.clone());
+        stream.write_all(&out).await.ok()?;
+    }
+    let pool = match authenticate_and_route(&mut stream, &startup, ctx).await {
+        Ok(pool) => pool,
+        Err(LoginError::Gone) => return None,
+        Err(LoginError::Refused { sqlstate, message, metric }) => {
+            ctx.metrics.client_login(metric);
+            handshake::refuse(&mut stream, ctx, sqlstate, &message).await;
+            return None;
+        }
+    };
+    ctx.metrics.client_login("ok");
+    welcome(stream, startup, pool, ctx).await
+}
+
+async fn authenticate_and_route(
+    stream: &mut ClientStream,
+    startup: &StartupParams,
+    ctx: &SessionContext,
+) -> Result<Arc<BackendPool>, LoginError> {
+    login::authenticate(stream, startup, ctx).await?;
+    ctx.pools.route(&startup.database, &startup.user).map_err(|e| LoginError::Refused {
+        sqlstate: crate::protocol::sqlstate::INVALID_AUTHORIZATION,
+        message: e.to_string(),
+        metric: "error",
+    })
+}
+
+/// Sends AuthenticationOk, the parameter burst, BackendKeyData and ReadyForQuery.
+/// The parameters come from the pool's first backend connection; if none was made yet, one is
+/// borrowed now, so a down backend is reported at login with a precise error.
+async fn welcome(
+    mut stream: ClientStream,
+    startup: StartupParams,
+    pool: Arc<BackendPool>,
+    ctx: &Arc<SessionContext>,
+) -> Option<Relay> {
+    let baseline = match pool.baseline_params() {
+        Some(baseline) => baseline,
+        None => match pool.checkout().await {
+            Ok(checkout) => {
+                drop(checkout);
+                pool.baseline_params().unwrap_or_default()
+            }
+            Err(error) => {
+                handshake::refuse(&mut stream, ctx, error.sqlstate(), &error.to_string()).await;
+                return None;
+            }
+        },
+    };
+    let params = ClientParams::new(&baseline, &startup);
+    let cancel = ctx.cancel.register();
+    let mut out = BytesMut::new();
+    messages::auth_ok(&mut out);
+    for (name, value) in baseline.iter() {
+        messages::parameter_status(&mut out, name, params.get(name).unwrap_or(value));
+    }
+    messages::backend_key_data(&mut out, cancel.key().process_id, cancel.key().secret_key);
+    messages::ready_for_query(&mut out, b'I');
+    stream.write_all(&out).await.ok()?;
+    tracing::debug!("client logged in");
+    Some(Relay {
+        ctx: Arc::clone(ctx),
+        client: stream,
+        client_buf: BytesMut::new(),
+        client_scan: FrameScanner::new(),
+        pool,
+        held: None,
+        params,
+        cancel,
+        gauge: ClientGauge::new(Arc::clone(&ctx.metrics)),
+        bytes_in: 0,
+        bytes_out: 0,
+    })
+}
+
+/// Completes the opening handshake only to refuse the client with 53300 (too many clients):
+/// the error is sent after the startup packet, inside TLS if negotiated, as PostgreSQL does.
+pub async fn refuse_opening(tcp: TcpStream, ctx: &SessionContext, message: &str) {
+    if let Opened::Session(mut stream, _) = handshake::open(tcp, ctx).await {
+        let code = crate::protocol::sqlstate::TOO_MANY_CONNECTIONS;
+        handshake::refuse(&mut stream, ctx, code, message).await;
+    }
+}

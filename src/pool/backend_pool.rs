@@ -1,0 +1,159 @@
+//! One pool of backend connections for a (database, user), with fair admission.
+//!
+//! bb8 waiters are not FIFO, so a FIFO semaphore with `pool_size` permits sits in front of
+//! `get()`: whoever waited longest gets the next connection, and the wait is bounded by
+//! `query_wait_timeout`. A checkout holds its permit until the connection is returned.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::failures::{ConnectFailures, FailureSink};
+use crate::config::{DatabaseConfig, Limits, PoolMode};
+use crate::metrics::{PoolMetrics, PoolState};
+use crate::protocol::sqlstate;
+use crate::server::{BackendTarget, ServerConn, ServerManager};
+
+/// Why no backend connection could be handed out.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum CheckoutError {
+    #[error("no backend connection available within {} s (pool of {pool_size} for database \"{database}\" is busy)", .waited.as_secs_f64())]
+    Exhausted { database: String, pool_size: u32, waited: Duration },
+    #[error("{message}")]
+    Backend { sqlstate: String, message: String },
+}
+
+impl CheckoutError {
+    /// The SQLSTATE the client receives.
+    pub fn sqlstate(&self) -> &str {
+        match self {
+            CheckoutError::Exhausted { .. } => sqlstate::TOO_MANY_CONNECTIONS,
+            CheckoutError::Backend { sqlstate, .. } => sqlstate,
+        }
+    }
+}
+
+/// A borrowed backend connection plus the admission permit it occupies.
+pub struct Checkout {
+    pub conn: bb8::PooledConnection<'static, ServerManager>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Pool of one (database, backend user).
+pub struct BackendPool {
+    pub database: String,
+    pub user: String,
+    pub mode: PoolMode,
+    pub size: u32,
+    pub target: Arc<BackendTarget>,
+    pub metrics: PoolMetrics,
+    query_wait_timeout: Duration,
+    admission: Arc<Semaphore>,
+    inner: bb8::Pool<ServerManager>,
+    failures: Arc<ConnectFailures>,
+    baseline: RwLock<Option<Arc<HashMap<String, String>>>>,
+}
+
+impl BackendPool {
+    /// Builds the bb8 pool (no connections are opened until needed or `min_pool_size` asks).
+    pub fn new(db: &DatabaseConfig, target: Arc<BackendTarget>, limits: &Limits, metrics: PoolMetrics) -> Self {
+        let failures = ConnectFailures::new(&db.name);
+        let sink = FailureSink { failures: Arc::clone(&failures), metrics: metrics.clone() };
+        let inner = bb8::Pool::builder()
+            .max_size(db.pool_size)
+            .min_idle((db.min_pool_size > 0).then_some(db.min_pool_size))
+            .connection_timeout(db.connect_timeout + Duration::from_millis(500))
+            .idle_timeout((!db.server_idle_timeout.is_zero()).then_some(db.server_idle_timeout))
+            .max_lifetime((!db.server_lifetime.is_zero()).then_some(db.server_lifetime))
+            .retry_connection(false)
+            .test_on_check_out(true)
+            .error_sink(Box::new(sink))
+            .build_unchecked(ServerManager::new(Arc::clone(&target)));
+        BackendPool {
+            database: db.name.clone(),
+            user: target.user.clone(),
+            mode: db.pool_mode,
+            size: db.pool_size,
+            target,
+            metrics,
+            query_wait_timeout: limits.query_wait_timeout,
+            admission: Arc::new(Semaphore::new(db.pool_size as usize)),
+            inner,
+            failures,
+            baseline: RwLock::new(None),
+        }
+    }
+
+    /// Borrows a connection: waits (FIFO) at most `query_wait_timeout` for a free slot, then for
+    /// bb8 to hand over an idle connection or open a new one.
+    pub async fn checkout(&self) -> Result<Checkout, CheckoutError> {
+        let started = Instant::now();
+        let permit = tokio::time::timeout(self.query_wait_timeout, Arc::clone(&self.admission).acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let Some(permit) = permit else {
+            self.metrics.checkout_timeouts.inc();
+            return Err(CheckoutError::Exhausted {
+                database: self.database.clone(),
+                pool_size: self.size,
+                waited: self.query_wait_timeout,
+            });
+        };
+        let conn = self.get_connection(started).await?;
+        self.metrics.checkout_wait.observe(started.elapsed().as_secs_f64());
+        self.remember_baseline(&conn);
+        Ok(Checkout { conn, _permit: permit })
+    }
+
+    async fn get_connection(
+        &self,
+        started: Instant,
+    ) -> Result<bb8::PooledConnection<'static, ServerManager>, CheckoutError> {
+        let outcome = tokio::select! {
+            got = self.inner.get_owned() => got.ok(),
+            () = self.failures.next_failure() => None,
+        };
+        outcome.ok_or_else(|| match self.failures.since(started) {
+            Some(failure) => CheckoutError::Backend { sqlstate: failure.sqlstate, message: failure.message },
+            None => CheckoutError::Backend {
+                sqlstate: sqlstate::CONNECTION_FAILURE.to_string(),
+                message: format!(
+                    "backend \"{}\" ({}:{}) did not accept a connection in time",
+                    self.database, self.target.host, self.target.port
+                ),
+            },
+        })
+    }
+
+    fn remember_baseline(&self, conn: &ServerConn) {
+        let known = self.baseline.read().map(|b| b.is_some()).unwrap_or(true);
+        if !known {
+            if let Ok(mut baseline) = self.baseline.write() {
+                baseline.get_or_insert_with(|| Arc::new(conn.params.clone()));
+            }
+        }
+    }
+
+    /// ParameterStatus values of a fresh backend connection (server_version, encodings, ...),
+    /// reported to clients at login; `None` until the first connection was made.
+    pub fn baseline_params(&self) -> Option<Arc<HashMap<String, String>>> {
+        self.baseline.read().ok().and_then(|b| b.clone())
+    }
+
+    /// Pool occupancy, read at scrape time only (takes bb8's lock).
+    pub fn state(&self) -> PoolState {
+        let state = self.inner.state();
+        PoolState {
+            database: self.database.clone(),
+            user: self.user.clone(),
+            max_size: self.size,
+            connections: state.connections,
+            idle: state.idle_connections,
+            waiting: 0,
+            pinned: 0,
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Connection opening: TLS negotiation and the startup packet.
+//!
+//! Accepts SSLRequest (answered `S` or `N`), GSSENCRequest (always `N`), PostgreSQL 17 direct
+//! TLS (first byte 0x16, ALPN `postgresql` required) and CancelRequest. Plaintext bytes sent
+//! behind an SSLRequest are refused before answering it (CVE-2021-23214): they could only be an
+//! attacker's injection into the session that the client believes is encrypted.
+
+use std::future::poll_fn;
+use std::task::Poll;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::SessionContext;
+use crate::cancel::CancelKey;
+use crate::config::ClientTlsMode;
+use crate::protocol::messages::{self, Severity};
+use crate::protocol::sqlstate;
+use crate::protocol::startup::{self, InitialPacket, StartupError, StartupParams};
+use crate::stream::{ClientStream, MaybeTls};
+
+/// TLS record type byte of a handshake: what a direct-TLS client sends first.
+const TLS_HANDSHAKE_BYTE: u8 = 0x16;
+/// ALPN protocol name PostgreSQL registers for direct TLS.
+pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
+/// What the opening of a connection amounted to.
+pub enum Opened {
+    /// A client that wants a session, with its (maybe encrypted) stream.
+    Session(ClientStream, StartupParams),
+    /// A cancel request: handled, then the connection closes.
+    Cancel(CancelKey),
+    /// The client was refused (and told why, where possible) or went away.
+    Closed,
+}
+
+/// Runs the opening exchange on a freshly accepted socket.
+pub async fn open(tcp: TcpStream, ctx: &SessionContext) -> Opened {
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await {
+        Ok(1) if first[0] == TLS_HANDSHAKE_BYTE => direct_tls(tcp, ctx).await,
+        Ok(1) => negotiate(MaybeTls::Plain(tcp), ctx).await,
+        _ => Opened::Closed,
+    }
+}
+
+async fn direct_tls(tcp: TcpStream, ctx: &SessionContext) -> Opened {
+    let Some(acceptor) = ctx.tls_acceptor() else {
+        tracing::debug!("direct TLS attempted but TLS is disabled");
+        ctx.metrics.client_rejected("bad_startup");
+        return Opened::Closed;
+    };
+    let tls = match acceptor.accept(tcp).await {
+        Ok(tls) => tls,
+        Err(error) => {
+            ctx.metrics.tls_handshake("direct", false);
+            tracing::debug!(%error, "direct TLS handshake failed");
+            return Opened::Closed;
+        }
+    };
+    ctx.metrics.tls_handshake("direct", true);
+    let mut stream = MaybeTls::Tls(Box::new(tls));
+    if !alpn_is_postgresql(&stream) {
+        let msg = "received direct SSL connection request without ALPN protocol negotiation extension";
+        return refuse(&mut stream, ctx, sqlstate::PROTOCOL_VIOLATION, msg).await;
+    }
+    negotiate(stream, ctx).await
+}
+
+fn alpn_is_postgresql(stream: &ClientStream) -> bool {
+    match stream {
+        MaybeTls::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(ALPN_POSTGRESQL),
+        MaybeTls::Plain(_) => false,
+    }
+}
+
+/// Reads startup-phase packets until a StartupMessage or CancelRequest, upgrading to TLS when
+/// asked. At most one SSLRequest and one GSSENCRequest are honoured, as in PostgreSQL.
+async fn negotiate(mut stream: ClientStream, ctx: &SessionContext) -> Opened {
+    let limits = ctx.startup_limits();
+    let (mut ssl_done, mut gss_done) = (stream.is_tls(), false);
+    loop {
+        let packet = match startup::read_packet(&mut stream, limits.max_packet_size).await {
+            Ok(packet) => packet,
+            Err(StartupError::Eof) => return Opened::Closed,
+            Err(error) => return refuse_startup(&mut stream, ctx, &error).await,
+        };
+        match startup::parse_packet(&packet, limits) {
+            Ok(InitialPacket::SslRequest) if !ssl_done => {
+                ssl_done = true;
+                stream = match answer_ssl_request(stream, ctx).await {
+                    Some(stream) => stream,
+                    None => return Opened::Closed,
+                };
+            }
+            Ok(InitialPacket::GssEncRequest) if !gss_done => {
+                gss_done = true;
+                if stream.write_all(b"N").await.is_err() {
+                    return Opened::Closed;
+                }
+            }
+            Ok(InitialPacket::Cancel { process_id, secret_key }) => {
+                return Opened::Cancel(CancelKey { process_id, secret_key })
+            }
+            Ok(InitialPacket::Startup(params)) => return admit(stream, params, ctx).await,
+            Ok(_) => {
+                let error = StartupError::Malformed("repeated encryption request");
+                return refuse_startup(&mut stream, ctx, &error).await;
+            }
+            Err(error) => return refuse_startup(&mut stream, ctx, &error).await,
+        }
+    }
+}
+
+/// Enforces the TLS policy on a StartupMessage.
+async fn admit(mut stream: ClientStream, params: StartupParams, ctx: &SessionContext) -> Opened {
+    if ctx.tls_mode() == ClientTlsMode::Require && !stream.is_tls() {
+        ctx.metrics.client_rejected("tls_required");
+        let msg = "pgferry requires TLS: connect with sslmode=require (or verify-ca/verify-full)";
+        return refuse(&mut stream, ctx, sqlstate::INVALID_AUTHORIZATION, msg).await;
+    }
+    Opened::Session(stream, params)
+}
+
+/// Answers an SSLRequest with `S` (then performs the TLS handshake) or `N`.
+async fn answer_ssl_request(stream: ClientStream, ctx: &SessionContext) -> Option<ClientStream> {
+    let MaybeTls::Plain(mut tcp) = stream else {
+        return None;
+    };
+    if has_buffered_bytes(&tcp).await {
+        ctx.metrics.client_rejected("bad_startup");
+        let mut stream = MaybeTls::Plain(tcp);
+        refuse(&mut stream, ctx, sqlstate::PROTOCOL_VIOLATION, "received unencrypted data after SSL request").await;
+        return None;
+    }
+    let Some(acceptor) = ctx.tls_acceptor() else {
+        tcp.write_all(b"N").await.ok()?;
+        return Some(MaybeTls::Plain(tcp));
+    };
+    tcp.write_all(b"S").await.ok()?;
+    match acceptor.accept(tcp).await {
+        Ok(tls) => {
+            ctx.metrics.tls_handshake("sslrequest", true);
+            Some(MaybeTls::Tls(Box::new(tls)))
+        }
+        Err(error) => {
+            ctx.metrics.tls_handshake("sslrequest", false);
+            tracing::debug!(%error, "TLS handshake failed");
+            None
+        }
+    }
+}
+
+/// True if bytes are already waiting on the socket (checked without blocking or consuming).
+async fn has_buffered_bytes(tcp: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    poll_fn(|cx| {
+        let mut buf = ReadBuf::new(&mut byte);
+        match tcp.poll_peek(cx, &mut buf) {
+            Poll::Ready(Ok(n)) => Poll::Ready(n > 0),
+            Poll::Ready(Err(_)) | Poll::Pending => Poll::Ready(false),
+        }
+    })
+    .await
+}
+
+async fn refuse_startup(stream: &mut ClientStream, ctx: &SessionContext, error: &StartupError) -> Opened {
+    ctx.metrics.client_rejected("bad_startup");
+    refuse(stream, ctx, error.sqlstate(), &error.to_string()).await
+}
+
+/// Sends a FATAL error and reports the connection as closed.
+pub async fn refuse(stream: &mut ClientStream, ctx: &SessionContext, code: &str, message: &str) -> Opened {
+    tracing::info!(sqlstate = code, message, "refusing client");
+    send_fatal(stream, ctx, code, message).await;
+    Opened::Closed
+}
+
+/// Writes a FATAL ErrorResponse and flushes; failures are irrelevant as the session ends.
+pub async fn send_fatal(stream: &mut ClientStream, ctx: &SessionContext, code: &str, message: &str) {
+    let mut buf = BytesMut::new();
+    messages::error_response(&mut buf, Severity::Fatal, code, message);
+    ctx.metrics.count_error(code);
+    let _ = stream.write_all(&buf).await;
+    let _ = stream.shutdown().await;
+}
+

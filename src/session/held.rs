@@ -1,0 +1,85 @@
+//! A backend connection while a client holds it, with the protocol state the relay tracks.
+
+use std::time::Instant;
+
+use crate::pool::Checkout;
+use crate::protocol::frame::FrameScanner;
+use crate::server::ServerConn;
+
+use super::expect::{ExpectQueue, Route};
+
+/// A borrowed backend plus what the proxy knows about the conversation on it.
+pub struct Held {
+    pub checkout: Checkout,
+    /// Scanner over the backend's byte stream.
+    pub scan: FrameScanner,
+    /// Requests still awaiting their ReadyForQuery.
+    pub queue: ExpectQueue,
+    /// Last ReadyForQuery status: `I` idle, `T` in transaction, `E` failed transaction.
+    pub status: u8,
+    /// Extended-protocol messages were sent since the last Sync.
+    pub unsynced: bool,
+    /// The backend asked for COPY data (CopyInResponse) and has not finished the COPY.
+    pub copy_in: bool,
+    /// Route of the backend frame currently streaming through.
+    pub frame_route: Route,
+    /// Start of the current transaction, if one is open.
+    pub transaction_started: Option<Instant>,
+}
+
+impl Held {
+    /// Wraps a fresh checkout; the connection is marked dirty until proven idle again.
+    pub fn new(mut checkout: Checkout) -> Self {
+        checkout.conn.mark_dirty();
+        Held {
+            checkout,
+            scan: FrameScanner::new(),
+            queue: ExpectQueue::default(),
+            status: b'I',
+            unsynced: false,
+            copy_in: false,
+            frame_route: Route::Forward,
+            transaction_started: None,
+        }
+    }
+
+    /// The backend connection.
+    pub fn conn(&mut self) -> &mut ServerConn {
+        &mut self.checkout.conn
+    }
+
+    /// Nothing outstanding and outside any transaction: safe to hand to another client.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+            && !self.unsynced
+            && !self.copy_in
+            && self.status == b'I'
+            && self.scan.at_boundary()
+            && self.checkout.conn.read_buf.is_empty()
+    }
+
+    /// Records a client message (by tag) that the relay is about to forward.
+    pub fn note_client_message(&mut self, tag: u8) {
+        match tag {
+            b'Q' | b'F' => self.push_client_request(),
+            b'S' => {
+                self.push_client_request();
+                self.unsynced = false;
+            }
+            b'P' | b'B' | b'D' | b'E' | b'C' => self.unsynced = true,
+            _ => {}
+        }
+    }
+
+    fn push_client_request(&mut self) {
+        if self.transaction_started.is_none() {
+            self.transaction_started = Some(Instant::now());
+        }
+        self.queue.push_forward();
+    }
+}
+
+/// Message types a client may send once the session is established.
+pub fn is_frontend_tag(tag: u8) -> bool {
+    matches!(tag, b'B' | b'C' | b'd' | b'c' | b'f' | b'D' | b'E' | b'H' | b'F' | b'P' | b'Q' | b'S' | b'X')
+}

@@ -1,0 +1,320 @@
+//! The relay loop: one client, a backend borrowed per transaction (or held for the session).
+//!
+//! Reads client and backend concurrently. Client bytes are forwarded as they arrive after a
+//! header scan (tags drive the expected-response queue); backend bytes are forwarded in whole
+//! read-buffer batches, except messages the queue says to swallow. Only ReadyForQuery,
+//! ParameterStatus and ErrorResponse bodies are decoded on the way back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::client_state::{ClientGauge, ClientState};
+use super::expect::Route;
+use super::held::{is_frontend_tag, Held};
+use super::params::ClientParams;
+use super::reset::salvage;
+use super::SessionContext;
+use crate::cancel::CancelSlot;
+use crate::config::PoolMode;
+use crate::pool::BackendPool;
+use crate::protocol::decode;
+use crate::protocol::frame::{FrameScanner, Scan};
+use crate::protocol::messages;
+use crate::protocol::sqlstate;
+use crate::stream::ClientStream;
+
+/// Reads reserve at least this much spare room so a burst is read in few syscalls.
+const READ_CHUNK: usize = 16 * 1024;
+/// Backend frames are trusted but still bounded (PostgreSQL's own limit is 1 GB).
+const MAX_BACKEND_MESSAGE: usize = 1 << 30;
+
+/// Why the relay loop ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// The client closed its socket.
+    ClientGone,
+    /// The client sent Terminate.
+    Terminated,
+    /// pgferry ends the session with this FATAL error.
+    Fatal { sqlstate: &'static str, message: String },
+    /// The backend connection failed under the client.
+    BackendLost(String),
+}
+
+enum Event {
+    Client(std::io::Result<usize>),
+    Server(std::io::Result<usize>),
+    IdleTimeout,
+    IdleInTransactionTimeout,
+    Shutdown,
+}
+
+/// A logged-in client session.
+pub struct Relay {
+    pub(super) ctx: Arc<SessionContext>,
+    pub(super) client: ClientStream,
+    pub(super) client_buf: BytesMut,
+    pub(super) client_scan: FrameScanner,
+    pub(super) pool: Arc<BackendPool>,
+    pub(super) held: Option<Held>,
+    pub(super) params: ClientParams,
+    pub(super) cancel: CancelSlot,
+    pub(super) gauge: ClientGauge,
+}
+
+impl Relay {
+    /// Runs the session to its end and returns any borrowed backend to the pool (clean) or
+    /// discards it.
+    pub async fn run(mut self) {
+        let exit = self.relay_loop().await;
+        tracing::debug!(?exit, "session ended");
+        match &exit {
+            Exit::Fatal { sqlstate, message } => self.send_fatal(sqlstate, message).await,
+            Exit::BackendLost(message) => self.send_fatal(sqlstate::CONNECTION_FAILURE, message).await,
+            Exit::ClientGone | Exit::Terminated => {}
+        }
+        if let Some(held) = self.held.take() {
+            let broken = matches!(exit, Exit::BackendLost(_));
+            self.cancel.detach();
+            salvage(held, &self.pool, self.ctx.config.limits.server_reset_timeout, broken).await;
+        }
+    }
+
+    async fn relay_loop(&mut self) -> Exit {
+        if self.pool.mode == PoolMode::Session {
+            if let Err(exit) = self.checkout().await {
+                return exit;
+            }
+        }
+        loop {
+            reserve(&mut self.client_buf);
+            let exit = match self.next_event().await {
+                Event::Client(Ok(0)) => Some(Exit::ClientGone),
+                Event::Client(Ok(_)) => self.on_client_data().await.err(),
+                Event::Server(Ok(0)) => Some(self.backend_lost("the backend closed the connection")),
+                Event::Server(Ok(_)) => self.on_server_data().await.err(),
+                Event::Client(Err(_)) => Some(Exit::ClientGone),
+                Event::Server(Err(e)) => Some(self.backend_lost(&e.to_string())),
+                Event::IdleTimeout => Some(fatal(sqlstate::IDLE_SESSION_TIMEOUT, "terminating connection due to idle-session timeout")),
+                Event::IdleInTransactionTimeout => Some(fatal(
+                    sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
+                    "terminating connection due to idle-in-transaction timeout",
+                )),
+                Event::Shutdown => Some(fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down")),
+            };
+            if let Some(exit) = exit {
+                return exit;
+            }
+            self.release_if_idle();
+            if self.held.is_none() && *self.ctx.shutdown.borrow() {
+                return fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down");
+            }
+        }
+    }
+
+    /// Which timeout applies while waiting: idle-in-transaction when a backend is held inside
+    /// a transaction with nothing outstanding, otherwise the client idle timeout when idle.
+    fn timeout(&self) -> Option<(Duration, fn() -> Event)> {
+        let limits = &self.ctx.config.limits;
+        let (duration, event): (Duration, fn() -> Event) = match &self.held {
+            Some(h) if h.queue.is_empty() && h.status != b'I' => {
+                (limits.idle_transaction_timeout, || Event::IdleInTransactionTimeout)
+            }
+            Some(h) if !h.is_idle() => return None,
+            _ => (limits.client_idle_timeout, || Event::IdleTimeout),
+        };
+        (!duration.is_zero()).then_some((duration, event))
+    }
+
+    async fn next_event(&mut self) -> Event {
+        let timeout = self.timeout();
+        let timer = async move {
+            match timeout {
+                Some((duration, event)) => {
+                    tokio::time::sleep(duration).await;
+                    event()
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let Relay { client, client_buf, held, ctx, .. } = self;
+        let mut shutdown = ctx.shutdown.clone();
+        match held {
+            Some(held) => {
+                let conn = held.conn();
+                reserve(&mut conn.read_buf);
+                tokio::select! {
+                    r = client.read_buf(client_buf) => Event::Client(r),
+                    r = conn.stream.read_buf(&mut conn.read_buf) => Event::Server(r),
+                    event = timer => event,
+                }
+            }
+            None => tokio::select! {
+                r = client.read_buf(client_buf) => Event::Client(r),
+                event = timer => event,
+                _ = shutdown.changed() => Event::Shutdown,
+            },
+        }
+    }
+
+    /// Scans what the client sent, borrows a backend if needed, and forwards it.
+    async fn on_client_data(&mut self) -> Result<(), Exit> {
+        if self.held.is_none() {
+            if self.client_scan.at_boundary() && self.client_buf.first() == Some(&b'X') {
+                return Err(Exit::Terminated);
+            }
+            if self.client_buf.len() < crate::protocol::frame::HEADER_LEN {
+                return Ok(());
+            }
+            self.checkout().await?;
+        }
+        let (forward_len, terminate) = self.scan_client()?;
+        let Some(held) = self.held.as_mut() else {
+            return Ok(());
+        };
+        if forward_len > 0 {
+            let data = &self.client_buf[..forward_len];
+            if let Err(e) = held.conn().stream.write_all(data).await {
+                return Err(self.backend_lost(&e.to_string()));
+            }
+            self.client_buf.advance(forward_len);
+        }
+        if terminate {
+            return Err(Exit::Terminated);
+        }
+        Ok(())
+    }
+
+    /// Walks the complete client headers in the buffer; returns how many bytes to forward and
+    /// whether a Terminate follows them.
+    fn scan_client(&mut self) -> Result<(usize, bool), Exit> {
+        let max = self.ctx.config.limits.max_message_size;
+        let mut pos = 0;
+        loop {
+            let scan = self.client_scan.next(&self.client_buf[pos..], max, |_| false);
+            match scan {
+                Ok(Scan::NeedMore) => return Ok((pos, false)),
+                Ok(Scan::Pass { len, header }) => {
+                    if let Some(header) = header {
+                        if header.tag == b'X' {
+                            return Ok((pos, true));
+                        }
+                        if !is_frontend_tag(header.tag) {
+                            let tag = char::from(header.tag);
+                            return Err(fatal(sqlstate::PROTOCOL_VIOLATION, &format!("invalid frontend message type {tag:?}")));
+                        }
+                        if let Some(held) = self.held.as_mut() {
+                            held.note_client_message(header.tag);
+                        }
+                    }
+                    pos += len;
+                }
+                Ok(Scan::Frame(header)) => pos += header.total_len,
+                Err(e) => return Err(fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string())),
+            }
+        }
+    }
+
+    /// Borrows a backend, points cancel requests at it and aligns its session settings.
+    pub(super) async fn checkout(&mut self) -> Result<(), Exit> {
+        self.gauge.set(ClientState::Waiting);
+        let checkout = self.pool.checkout().await;
+        self.gauge.set(ClientState::Active);
+        let checkout = checkout.map_err(|e| {
+            let sqlstate = if e.sqlstate() == sqlstate::TOO_MANY_CONNECTIONS {
+                sqlstate::TOO_MANY_CONNECTIONS
+            } else {
+                sqlstate::CONNECTION_FAILURE
+            };
+            fatal(sqlstate, &e.to_string())
+        })?;
+        let mut held = Held::new(checkout);
+        let conn = held.conn();
+        self.cancel.attach(Arc::clone(&self.pool.target), conn.key);
+        if let Some(sql) = self.params.sync_sql(&conn.params, &mut conn.applied) {
+            let mut out = BytesMut::new();
+            messages::query(&mut out, &sql);
+            if let Err(e) = conn.stream.write_all(&out).await {
+                self.held = Some(held);
+                return Err(self.backend_lost(&e.to_string()));
+            }
+            held.queue.push_swallow();
+        }
+        self.held = Some(held);
+        Ok(())
+    }
+
+    /// Transaction mode: gives the backend back as soon as it is idle and in sync.
+    fn release_if_idle(&mut self) {
+        let idle = self.held.as_ref().is_some_and(Held::is_idle) && self.client_scan.at_boundary();
+        if !idle || self.pool.mode != PoolMode::Transaction {
+            return;
+        }
+        if let Some(mut held) = self.held.take() {
+            held.conn().mark_clean();
+            self.cancel.detach();
+            drop(held);
+            self.gauge.set(ClientState::Idle);
+            if self.client_buf.is_empty() {
+                self.client_buf = BytesMut::new();
+            }
+        }
+    }
+
+    pub(super) fn backend_lost(&self, detail: &str) -> Exit {
+        self.pool.mark_backend_lost();
+        let target = &self.pool.target;
+        Exit::BackendLost(format!(
+            "connection to backend \"{}\" ({}:{}) was lost: {detail}",
+            self.pool.database, target.host, target.port
+        ))
+    }
+
+    async fn send_fatal(&mut self, code: &str, message: &str) {
+        let mut buf = BytesMut::new();
+        messages::error_response(&mut buf, messages::Severity::Fatal, code, message);
+        self.ctx.metrics.count_error(code);
+        let _ = self.client.write_all(&buf).await;
+        let _ = self.client.shutdown().await;
+    }
+
+    pub(super) fn route_of(held: &Held, tag: u8) -> Route {
+        match (held.queue.current_route(), tag) {
+            // Notifications are for the client whoever's statement is running.
+            (Route::Swallow, b'A') => Route::Forward,
+            (route, _) => route,
+        }
+    }
+
+    /// Processes backend output: forwards, swallows, and tracks state.
+    async fn on_server_data(&mut self) -> Result<(), Exit> {
+        super::backend_output::process(self).await
+    }
+
+    /// Called when a request completed (ReadyForQuery) for metrics.
+    pub(super) fn decode_error<E: std::fmt::Display>(&self, e: E) -> Exit {
+        self.backend_lost(&format!("invalid message from backend: {e}"))
+    }
+}
+
+fn fatal(sqlstate: &'static str, message: &str) -> Exit {
+    Exit::Fatal { sqlstate, message: message.to_string() }
+}
+
+/// Makes room for the next read so a burst is read with few syscalls.
+pub(super) fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
+/// Limit for backend frames whose body pgferry reads.
+pub(super) const fn max_backend_message() -> usize {
+    MAX_BACKEND_MESSAGE
+}
+
+/// The ReadyForQuery/ParameterStatus/ErrorResponse decoders used on backend output.
+pub(super) use decode::{error_fields, parameter_status, ready_status};

@@ -56,7 +56,7 @@ impl Proxy {
             Some(addr) => {
                 let http = bind(addr).await?;
                 let bound = local_addr(&http, addr)?;
-                let readiness = Arc::new(move || ready.load(Ordering::Relaxed) && keep_alive(&pool_source));
+                let readiness = Arc::new(move || ready.load(Ordering::Relaxed));
                 tokio::spawn(crate::http::serve(http, Arc::clone(&metrics), readiness, shutdown_rx.clone()));
                 Some(bound)
             }
@@ -68,11 +68,6 @@ impl Proxy {
         tracing::info!(%client_addr, ?metrics_addr, "pgferry listening");
         Ok(ProxyHandle { client_addr, metrics_addr, shutdown: shutdown_tx, sessions, max_clients, ctx })
     }
-}
-
-/// Keeps the pool registry alive as long as the readiness closure exists (metrics hold a Weak).
-fn keep_alive(_pools: &Arc<dyn PoolStateSource>) -> bool {
-    true
 }
 
 fn build_context(
@@ -146,7 +141,7 @@ async fn accept_loop(
 }
 
 async fn reject_over_limit(tcp: TcpStream, ctx: Arc<SessionContext>) {
-    ctx.metrics.client_rejected("max_clients");
+    ctx.metrics.client_rejected(crate::metrics::RejectReason::MaxClients);
     let message = format!(
         "sorry, too many clients already (pgferry max_client_connections = {})",
         ctx.config.limits.max_client_connections

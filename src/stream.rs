@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Plain TCP or a TLS session (`T` is the client- or server-side tokio-rustls stream).
+#[derive(Debug)]
 pub enum MaybeTls<T> {
     Plain(TcpStream),
     Tls(Box<T>),

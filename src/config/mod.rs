@@ -7,6 +7,26 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod cli;
+mod describe;
+mod error;
+mod file;
+mod names;
+mod quick;
+mod raw;
+mod units;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::ConfigError;
+pub use file::{MetricsListen, DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN};
+pub use names::UnknownName;
+pub use quick::QuickOptions;
+pub use units::{format_duration, parse_duration, parse_size};
+pub use validate::RESERVED_DATABASE;
+
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -211,12 +231,23 @@ impl Config {
     /// TLS disabled, no users or databases. Callers add those.
     pub fn minimal() -> Self {
         Config {
-            listen: ListenConfig { addr: SocketAddr::from(([127, 0, 0, 1], 0)) },
+            listen: ListenConfig {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
             limits: Limits::default(),
-            metrics: MetricsConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))) },
-            tls: ClientTls { mode: ClientTlsMode::Disable, cert_file: None, key_file: None },
+            metrics: MetricsConfig {
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            },
+            tls: ClientTls {
+                mode: ClientTlsMode::Disable,
+                cert_file: None,
+                key_file: None,
+            },
             auth: AuthConfig { allow_md5: false },
-            log: LogConfig { format: LogFormat::Human, level: "info".to_string() },
+            log: LogConfig {
+                format: LogFormat::Human,
+                level: "info".to_string(),
+            },
             users: Vec::new(),
             databases: Vec::new(),
         }

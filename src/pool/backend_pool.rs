@@ -5,9 +5,12 @@
 //! `query_wait_timeout`. A checkout holds its permit until the connection is returned.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncRead;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::failures::{ConnectFailures, FailureSink};
@@ -54,6 +57,9 @@ pub struct BackendPool {
     inner: bb8::Pool<ServerManager>,
     failures: Arc<ConnectFailures>,
     baseline: RwLock<Option<Arc<HashMap<String, String>>>>,
+    /// When a backend connection of this pool was last found dead; idle connections created
+    /// before then are presumed dead too (backend restart, failover) and are not handed out.
+    lost_at: Mutex<Option<Instant>>,
 }
 
 impl BackendPool {
@@ -83,6 +89,7 @@ impl BackendPool {
             inner,
             failures,
             baseline: RwLock::new(None),
+            lost_at: Mutex::new(None),
         }
     }
 
@@ -95,7 +102,7 @@ impl BackendPool {
             .ok()
             .and_then(Result::ok);
         let Some(permit) = permit else {
-            self.metrics.checkout_timeouts.inc();
+            self.metrics.checkout_timeout();
             return Err(CheckoutError::Exhausted {
                 database: self.database.clone(),
                 pool_size: self.size,
@@ -103,7 +110,7 @@ impl BackendPool {
             });
         };
         let conn = self.get_connection(started).await?;
-        self.metrics.checkout_wait.observe(started.elapsed().as_secs_f64());
+        self.metrics.observe_checkout_wait(started.elapsed());
         self.remember_baseline(&conn);
         Ok(Checkout { conn, _permit: permit })
     }
@@ -112,11 +119,24 @@ impl BackendPool {
         &self,
         started: Instant,
     ) -> Result<bb8::PooledConnection<'static, ServerManager>, CheckoutError> {
-        let outcome = tokio::select! {
-            got = self.inner.get_owned() => got.ok(),
-            () = self.failures.next_failure() => None,
-        };
-        outcome.ok_or_else(|| match self.failures.since(started) {
+        // Each stale connection found is closed and another one requested; at most the whole
+        // pool can be stale, so this loop is bounded by the pool size.
+        for _ in 0..=self.size {
+            let outcome = tokio::select! {
+                got = self.inner.get_owned() => got.ok(),
+                () = self.failures.next_failure() => None,
+            };
+            let Some(mut conn) = outcome else {
+                break;
+            };
+            if self.is_stale(&mut conn).await {
+                conn.mark_dirty();
+                self.metrics.discarded("stale");
+                continue;
+            }
+            return Ok(conn);
+        }
+        Err(match self.failures.since(started) {
             Some(failure) => CheckoutError::Backend { sqlstate: failure.sqlstate, message: failure.message },
             None => CheckoutError::Backend {
                 sqlstate: sqlstate::CONNECTION_FAILURE.to_string(),
@@ -126,6 +146,33 @@ impl BackendPool {
                 ),
             },
         })
+    }
+
+    /// A connection is stale if it predates a detected backend failure, or if the backend
+    /// already sent something (a FATAL before closing) or closed while it sat idle. The check
+    /// is one non-blocking read attempt.
+    async fn is_stale(&self, conn: &mut ServerConn) -> bool {
+        let lost_at = *self.lost_at.lock().unwrap_or_else(|p| p.into_inner());
+        if lost_at.is_some_and(|at| conn.created <= at) {
+            return true;
+        }
+        if !conn.read_buf.is_empty() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        poll_fn(|cx| {
+            let mut buf = tokio::io::ReadBuf::new(&mut probe);
+            match std::pin::Pin::new(&mut conn.stream).poll_read(cx, &mut buf) {
+                Poll::Pending => Poll::Ready(false),
+                Poll::Ready(_) => Poll::Ready(true),
+            }
+        })
+        .await
+    }
+
+    /// Records that a connection of this pool died under a client (see `lost_at`).
+    pub fn mark_backend_lost(&self) {
+        *self.lost_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
 
     fn remember_baseline(&self, conn: &ServerConn) {

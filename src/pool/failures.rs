@@ -56,16 +56,22 @@ impl ConnectFailures {
 }
 
 /// bb8 error sink feeding [`ConnectFailures`], logs and metrics.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FailureSink {
     pub failures: Arc<ConnectFailures>,
     pub metrics: PoolMetrics,
 }
 
+impl std::fmt::Debug for FailureSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailureSink").field("database", &self.failures.database).finish()
+    }
+}
+
 impl bb8::ErrorSink<ServerError> for FailureSink {
     fn sink(&self, error: ServerError) {
         tracing::warn!(database = %self.failures.database, %error, "backend connection failed");
-        self.metrics.server_connect_errors.inc();
+        self.metrics.server_connect_error();
         self.failures.record(&error);
     }
 

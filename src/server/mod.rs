@@ -1,1 +1,65 @@
-//! server
+//! Backend connections: reaching PostgreSQL (TCP + TLS), logging in, and the bb8 manager.
+//!
+//! A [`ServerConn`] is one authenticated backend connection; the session relay borrows it
+//! from a `bb8::Pool<ServerManager>` and must return it clean (idle, in sync) or mark it dirty
+//! so the pool drops it.
+
+mod conn;
+mod error;
+mod login;
+mod manager;
+mod stream;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::BackendTlsMode;
+
+pub use conn::{send_cancel, ServerConn};
+pub use error::ServerError;
+pub use manager::ServerManager;
+pub use stream::ServerStream;
+
+/// Everything needed to open (and cancel on) connections to one backend as one user; built
+/// once per pool by the pool layer and shared by every connection of that pool.
+#[derive(Debug, Clone)]
+pub struct BackendTarget {
+    /// pgferry database name (for logs and client-facing messages).
+    pub database: String,
+    pub host: String,
+    pub port: u16,
+    /// Database name sent to the backend.
+    pub dbname: String,
+    /// Backend user to log in as.
+    pub user: String,
+    /// Password for cleartext / md5 / SCRAM; `None` only works with trust auth.
+    pub password: Option<String>,
+    pub tls_mode: BackendTlsMode,
+    /// Built by `tls::client_config`; required unless mode is Disable (Prefer without it
+    /// stays plaintext).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Bound on TCP connect + TLS + login, on cancel requests and on health checks.
+    pub connect_timeout: Duration,
+    /// Extra StartupMessage parameters, e.g. `application_name=pgferry`.
+    pub startup_params: Vec<(String, String)>,
+}
+
+impl BackendTarget {
+    /// `host:port`, as shown in errors and logs.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A backend session's cancel key (from BackendKeyData); a CancelRequest carrying it stops
+/// that session's running query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct BackendKey {
+    pub process_id: i32,
+    pub secret_key: i32,
+}

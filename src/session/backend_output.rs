@@ -8,6 +8,7 @@ use bytes::{Buf, Bytes};
 use tokio::io::AsyncWriteExt;
 
 use super::expect::Route;
+use super::held::Held;
 use super::relay::{error_fields, max_backend_message, parameter_status, ready_status, Exit, Relay};
 use crate::protocol::frame::{FrameHeader, Scan};
 
@@ -28,10 +29,15 @@ pub async fn process(relay: &mut Relay) -> Result<(), Exit> {
         let Some(held) = relay.held.as_mut() else {
             return Ok(());
         };
-        let scan = held.scan.next(&held.conn().read_buf[cursor.pos..], max_backend_message(), wants_body);
-        match scan.map_err(|e| relay.decode_error(e))? {
+        let Held { scan, checkout, .. } = held;
+        let scan = scan.next(&checkout.conn.read_buf[cursor.pos..], max_backend_message(), wants_body);
+        let scan = scan.map_err(|e| relay_error(&relay.pool, e))?;
+        match scan {
             Scan::NeedMore => break,
             Scan::Pass { len, header } => {
+                let Some(held) = relay.held.as_mut() else {
+                    return Ok(());
+                };
                 if let Some(header) = header {
                     held.frame_route = Relay::route_of(held, header.tag);
                     if header.tag == b'G' {
@@ -76,11 +82,11 @@ async fn flush(relay: &mut Relay, cursor: &mut Cursor) -> Result<(), Exit> {
     if cursor.forward_from == cursor.pos {
         return Ok(());
     }
-    let Relay { client, held, .. } = relay;
+    let Relay { client, held, bytes_out, .. } = relay;
     if let Some(held) = held.as_mut() {
         let run = &held.conn().read_buf[cursor.forward_from..cursor.pos];
         client.write_all(run).await.map_err(|_| Exit::ClientGone)?;
-        relay.bytes_out += run.len() as u64;
+        *bytes_out += run.len() as u64;
     }
     cursor.forward_from = cursor.pos;
     Ok(())
@@ -109,12 +115,10 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<(
             let completed = held.queue.complete();
             let route = completed.map_or(Route::Forward, |c| c.route);
             if let Some(done) = completed.filter(|c| c.route == Route::Forward) {
-                pool.metrics.queries.inc();
-                pool.metrics.query_duration.observe(done.since.elapsed().as_secs_f64());
+                pool.metrics.query_finished(done.since.elapsed());
                 if status == b'I' {
                     if let Some(started) = held.transaction_started.take() {
-                        pool.metrics.transactions.inc();
-                        pool.metrics.transaction_duration.observe(started.elapsed().as_secs_f64());
+                        pool.metrics.transaction_finished(started.elapsed());
                     }
                 }
             }

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use super::SessionContext;
 use crate::cancel::CancelKey;
 use crate::config::ClientTlsMode;
+use crate::metrics::{RejectReason, TlsKind};
 use crate::protocol::messages::{self, Severity};
 use crate::protocol::sqlstate;
 use crate::protocol::startup::{self, InitialPacket, StartupError, StartupParams};
@@ -48,18 +49,18 @@ pub async fn open(tcp: TcpStream, ctx: &SessionContext) -> Opened {
 async fn direct_tls(tcp: TcpStream, ctx: &SessionContext) -> Opened {
     let Some(acceptor) = ctx.tls_acceptor() else {
         tracing::debug!("direct TLS attempted but TLS is disabled");
-        ctx.metrics.client_rejected("bad_startup");
+        ctx.metrics.client_rejected(RejectReason::BadStartup);
         return Opened::Closed;
     };
     let tls = match acceptor.accept(tcp).await {
         Ok(tls) => tls,
         Err(error) => {
-            ctx.metrics.tls_handshake("direct", false);
+            ctx.metrics.tls_handshake(TlsKind::Direct, false);
             tracing::debug!(%error, "direct TLS handshake failed");
             return Opened::Closed;
         }
     };
-    ctx.metrics.tls_handshake("direct", true);
+    ctx.metrics.tls_handshake(TlsKind::Direct, true);
     let mut stream = MaybeTls::Tls(Box::new(tls));
     if !alpn_is_postgresql(&stream) {
         let msg = "received direct SSL connection request without ALPN protocol negotiation extension";
@@ -116,7 +117,7 @@ async fn negotiate(mut stream: ClientStream, ctx: &SessionContext) -> Opened {
 /// Enforces the TLS policy on a StartupMessage.
 async fn admit(mut stream: ClientStream, params: StartupParams, ctx: &SessionContext) -> Opened {
     if ctx.tls_mode() == ClientTlsMode::Require && !stream.is_tls() {
-        ctx.metrics.client_rejected("tls_required");
+        ctx.metrics.client_rejected(RejectReason::TlsRequired);
         let msg = "pgferry requires TLS: connect with sslmode=require (or verify-ca/verify-full)";
         return refuse(&mut stream, ctx, sqlstate::INVALID_AUTHORIZATION, msg).await;
     }
@@ -129,7 +130,7 @@ async fn answer_ssl_request(stream: ClientStream, ctx: &SessionContext) -> Optio
         return None;
     };
     if has_buffered_bytes(&tcp).await {
-        ctx.metrics.client_rejected("bad_startup");
+        ctx.metrics.client_rejected(RejectReason::BadStartup);
         let mut stream = MaybeTls::Plain(tcp);
         refuse(&mut stream, ctx, sqlstate::PROTOCOL_VIOLATION, "received unencrypted data after SSL request").await;
         return None;
@@ -141,11 +142,11 @@ async fn answer_ssl_request(stream: ClientStream, ctx: &SessionContext) -> Optio
     tcp.write_all(b"S").await.ok()?;
     match acceptor.accept(tcp).await {
         Ok(tls) => {
-            ctx.metrics.tls_handshake("sslrequest", true);
+            ctx.metrics.tls_handshake(TlsKind::SslRequest, true);
             Some(MaybeTls::Tls(Box::new(tls)))
         }
         Err(error) => {
-            ctx.metrics.tls_handshake("sslrequest", false);
+            ctx.metrics.tls_handshake(TlsKind::SslRequest, false);
             tracing::debug!(%error, "TLS handshake failed");
             None
         }
@@ -166,7 +167,7 @@ async fn has_buffered_bytes(tcp: &TcpStream) -> bool {
 }
 
 async fn refuse_startup(stream: &mut ClientStream, ctx: &SessionContext, error: &StartupError) -> Opened {
-    ctx.metrics.client_rejected("bad_startup");
+    ctx.metrics.client_rejected(RejectReason::BadStartup);
     refuse(stream, ctx, error.sqlstate(), &error.to_string()).await
 }
 

@@ -8,9 +8,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::SessionContext;
-use crate::auth::md5::verify_md5_response;
-use crate::auth::scram::{ScramError, ScramExchange};
-use crate::auth::UserAuth;
+use crate::auth::{verify_md5_response, ScramError, ScramExchange, UserAuth};
+use crate::metrics::LoginResult;
 use crate::protocol::decode;
 use crate::protocol::frame::{peek_header, HEADER_LEN};
 use crate::protocol::messages;
@@ -26,13 +25,13 @@ const MAX_AUTH_MESSAGE: usize = 16 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error("{message}")]
-    Refused { sqlstate: &'static str, message: String, metric: &'static str },
+    Refused { sqlstate: &'static str, message: String, metric: LoginResult },
     #[error("client closed the connection during authentication")]
     Gone,
 }
 
 impl LoginError {
-    fn refused(sqlstate: &'static str, message: String, metric: &'static str) -> Self {
+    fn refused(sqlstate: &'static str, message: String, metric: LoginResult) -> Self {
         LoginError::Refused { sqlstate, message, metric }
     }
 }
@@ -45,11 +44,11 @@ pub async fn authenticate<'a>(
 ) -> Result<&'a UserAuth, LoginError> {
     if !ctx.pools.has_database(&startup.database) {
         let message = format!("database \"{}\" does not exist", startup.database);
-        return Err(LoginError::refused(sqlstate::INVALID_CATALOG_NAME, message, "unknown_database"));
+        return Err(LoginError::refused(sqlstate::INVALID_CATALOG_NAME, message, LoginResult::UnknownDatabase));
     }
     let Some(user) = ctx.users.get(&startup.user) else {
         let message = format!("role \"{}\" does not exist", startup.user);
-        return Err(LoginError::refused(sqlstate::INVALID_AUTHORIZATION, message, "auth_failed"));
+        return Err(LoginError::refused(sqlstate::INVALID_AUTHORIZATION, message, LoginResult::AuthFailed));
     };
     if ctx.config.auth.allow_md5 && user.md5.is_some() {
         md5_login(stream, user).await?;
@@ -61,11 +60,11 @@ pub async fn authenticate<'a>(
 
 fn wrong_password(user: &UserAuth) -> LoginError {
     let message = format!("password authentication failed for user \"{}\"", user.name);
-    LoginError::refused(sqlstate::INVALID_PASSWORD, message, "auth_failed")
+    LoginError::refused(sqlstate::INVALID_PASSWORD, message, LoginResult::AuthFailed)
 }
 
 fn malformed(what: impl std::fmt::Display) -> LoginError {
-    LoginError::refused(sqlstate::PROTOCOL_VIOLATION, format!("invalid authentication message: {what}"), "error")
+    LoginError::refused(sqlstate::PROTOCOL_VIOLATION, format!("invalid authentication message: {what}"), LoginResult::Error)
 }
 
 async fn scram_login(stream: &mut ClientStream, user: &UserAuth) -> Result<(), LoginError> {

@@ -1,7 +1,6 @@
 //! Per-client session task: opening handshake, authentication, welcome, then the relay loop.
 
 mod backend_output;
-mod client_state;
 mod expect;
 mod handshake;
 mod held;
@@ -20,7 +19,6 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-pub use client_state::ClientState;
 pub use expect::{ExpectQueue, Route};
 pub use handshake::ALPN_POSTGRESQL;
 pub use params::{parse_options, ClientParams};
@@ -28,13 +26,12 @@ pub use params::{parse_options, ClientParams};
 use crate::auth::UserStore;
 use crate::cancel::CancelRegistry;
 use crate::config::{ClientTlsMode, Config};
-use crate::metrics::Metrics;
+use crate::metrics::{ClientState, LoginResult, Metrics, RejectReason};
 use crate::pool::{BackendPool, PoolRegistry};
 use crate::protocol::frame::FrameScanner;
 use crate::protocol::messages;
 use crate::protocol::startup::{StartupLimits, StartupParams};
 use crate::stream::ClientStream;
-use client_state::ClientGauge;
 use handshake::Opened;
 use login::LoginError;
 use relay::Relay;
@@ -43,7 +40,7 @@ use relay::Relay;
 pub struct SessionContext {
     pub config: Arc<Config>,
     pub users: UserStore,
-    pub pools: PoolRegistry,
+    pub pools: Arc<PoolRegistry>,
     pub cancel: Arc<CancelRegistry>,
     pub metrics: Arc<Metrics>,
     pub tls: Option<TlsAcceptor>,
@@ -77,7 +74,7 @@ pub async fn run_client(tcp: TcpStream, peer: SocketAddr, ctx: Arc<SessionContex
             Ok(Some(relay)) => relay,
             Ok(None) => return,
             Err(_) => {
-                ctx.metrics.client_rejected("login_timeout");
+                ctx.metrics.client_rejected(RejectReason::LoginTimeout);
                 tracing::info!("login timeout");
                 return;
             }
@@ -112,12 +109,12 @@ async fn log_in(mut stream: ClientStream, startup: StartupParams, ctx: &Arc<Sess
         Ok(pool) => pool,
         Err(LoginError::Gone) => return None,
         Err(LoginError::Refused { sqlstate, message, metric }) => {
-            ctx.metrics.client_login(metric);
+            ctx.metrics.login(metric);
             handshake::refuse(&mut stream, ctx, sqlstate, &message).await;
             return None;
         }
     };
-    ctx.metrics.client_login("ok");
+    ctx.metrics.login(LoginResult::Ok);
     welcome(stream, startup, pool, ctx).await
 }
 
@@ -130,7 +127,7 @@ async fn authenticate_and_route(
     ctx.pools.route(&startup.database, &startup.user).map_err(|e| LoginError::Refused {
         sqlstate: crate::protocol::sqlstate::INVALID_AUTHORIZATION,
         message: e.to_string(),
-        metric: "error",
+        metric: LoginResult::Error,
     })
 }
 
@@ -176,7 +173,7 @@ async fn welcome(
         held: None,
         params,
         cancel,
-        gauge: ClientGauge::new(Arc::clone(&ctx.metrics)),
+        gauge: ctx.metrics.client_session(ClientState::Idle),
         bytes_in: 0,
         bytes_out: 0,
     })

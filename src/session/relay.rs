@@ -11,7 +11,6 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::client_state::{ClientGauge, ClientState};
 use super::expect::Route;
 use super::held::{is_frontend_tag, Held};
 use super::params::ClientParams;
@@ -19,6 +18,7 @@ use super::reset::salvage;
 use super::SessionContext;
 use crate::cancel::CancelSlot;
 use crate::config::PoolMode;
+use crate::metrics::{ClientState, ClientStateGuard};
 use crate::pool::BackendPool;
 use crate::protocol::decode;
 use crate::protocol::frame::{FrameScanner, Scan};
@@ -62,7 +62,9 @@ pub struct Relay {
     pub(super) held: Option<Held>,
     pub(super) params: ClientParams,
     pub(super) cancel: CancelSlot,
-    pub(super) gauge: ClientGauge,
+    pub(super) gauge: ClientStateGuard,
+    pub(super) bytes_in: u64,
+    pub(super) bytes_out: u64,
 }
 
 impl Relay {
@@ -70,6 +72,7 @@ impl Relay {
     /// discards it.
     pub async fn run(mut self) {
         let exit = self.relay_loop().await;
+        self.flush_byte_counts();
         tracing::debug!(?exit, "session ended");
         match &exit {
             Exit::Fatal { sqlstate, message } => self.send_fatal(sqlstate, message).await,
@@ -93,7 +96,10 @@ impl Relay {
             reserve(&mut self.client_buf);
             let exit = match self.next_event().await {
                 Event::Client(Ok(0)) => Some(Exit::ClientGone),
-                Event::Client(Ok(_)) => self.on_client_data().await.err(),
+                Event::Client(Ok(n)) => {
+                    self.bytes_in += n as u64;
+                    self.on_client_data().await.err()
+                }
                 Event::Server(Ok(0)) => Some(self.backend_lost("the backend closed the connection")),
                 Event::Server(Ok(_)) => self.on_server_data().await.err(),
                 Event::Client(Err(_)) => Some(Exit::ClientGone),
@@ -258,10 +264,17 @@ impl Relay {
             self.cancel.detach();
             drop(held);
             self.gauge.set(ClientState::Idle);
+            self.flush_byte_counts();
             if self.client_buf.is_empty() {
                 self.client_buf = BytesMut::new();
             }
         }
+    }
+
+    /// Byte counters go to Prometheus per transaction, not per message.
+    fn flush_byte_counts(&mut self) {
+        self.ctx.metrics.add_client_bytes_received(std::mem::take(&mut self.bytes_in));
+        self.ctx.metrics.add_client_bytes_sent(std::mem::take(&mut self.bytes_out));
     }
 
     pub(super) fn backend_lost(&self, detail: &str) -> Exit {
@@ -294,10 +307,6 @@ impl Relay {
         super::backend_output::process(self).await
     }
 
-    /// Called when a request completed (ReadyForQuery) for metrics.
-    pub(super) fn decode_error<E: std::fmt::Display>(&self, e: E) -> Exit {
-        self.backend_lost(&format!("invalid message from backend: {e}"))
-    }
 }
 
 fn fatal(sqlstate: &'static str, message: &str) -> Exit {

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Try pgferry in one command: `bash deploy/quickstart.sh`
+#
+# Builds pgferry, starts a throwaway PostgreSQL cluster (SCRAM, loopback only, free port) with
+# a role `app` and database `app`, makes a self-signed certificate for the proxy, then runs
+# pgferry in the foreground. Ctrl-C stops pgferry, then the cluster, and deletes everything.
+# Override the proxy ports with PGFERRY_LISTEN / PGFERRY_METRICS_LISTEN.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=deploy/lib-pg.sh
+source deploy/lib-pg.sh
+
+LISTEN=${PGFERRY_LISTEN:-127.0.0.1:6432}
+METRICS_LISTEN=${PGFERRY_METRICS_LISTEN:-127.0.0.1:9930}
+STATE=""
+
+# free_port: prints a loopback port nobody answers on (PostgreSQL's start will tell if it lost
+# a race for it, and the caller retries).
+free_port() {
+  local port _
+  for _ in $(seq 50); do
+    port=$((20000 + RANDOM % 20000))
+    if ! (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      printf '%s\n' "$port"
+      return 0
+    fi
+  done
+  return 1
+}
+
+cleanup() {
+  [ -n "$STATE" ] || return 0
+  if [ -f "$STATE/data/postmaster.pid" ]; then
+    log "stopping the throwaway PostgreSQL cluster"
+    pg_run pg_ctl -D "$STATE/data" -m fast -w stop >/dev/null || true
+  fi
+  rm -rf "$STATE"
+}
+
+# init_cluster: initdb with SCRAM for everything, listening on loopback only.
+init_cluster() {
+  printf '%s\n' "$SUPER_PASSWORD" >"$STATE/pwfile"
+  give_to_pg_user "$STATE"
+  pg_run initdb -D "$STATE/data" -U postgres --auth=scram-sha-256 \
+    --pwfile="$STATE/pwfile" --encoding=UTF8 --no-locale >/dev/null
+  rm -f "$STATE/pwfile"
+  cat >>"$STATE/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$STATE'
+password_encryption = 'scram-sha-256'
+CONF
+  printf 'host all all 127.0.0.1/32 scram-sha-256\n' >"$STATE/data/pg_hba.conf"
+}
+
+# start_cluster: starts on a free port (retrying if another process took it); sets PG_PORT.
+start_cluster() {
+  local _
+  for _ in 1 2 3 4 5; do
+    PG_PORT=$(free_port) || die "no free port found for PostgreSQL"
+    if pg_run pg_ctl -D "$STATE/data" -l "$STATE/postgres.log" -o "-p $PG_PORT" -w start \
+      >/dev/null; then
+      return 0
+    fi
+    grep -q "Address already in use" "$STATE/postgres.log" || break
+  done
+  tail -n 20 "$STATE/postgres.log" >&2 || true
+  die "PostgreSQL did not start (log above)"
+}
+
+create_app_role() {
+  PGPASSWORD=$SUPER_PASSWORD "$(pg_tool psql)" -X -q -v ON_ERROR_STOP=1 \
+    "host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" \
+    -c "CREATE ROLE app LOGIN PASSWORD '$APP_PASSWORD'" \
+    -c "CREATE DATABASE app OWNER app"
+}
+
+make_proxy_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$STATE/proxy.key" -out "$STATE/proxy.crt" 2>/dev/null
+  chmod 600 "$STATE/proxy.key"
+}
+
+command -v cargo >/dev/null || die "cargo not found: install Rust first (https://rustup.rs)"
+ensure_cc
+ensure_postgres
+command -v openssl >/dev/null || apt_install openssl
+
+log "building pgferry (release)"
+cargo build --release
+
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+STATE=$(mktemp -d "${TMPDIR:-/tmp}/pgferry-quickstart.XXXXXX")
+chmod 755 "$STATE"
+SUPER_PASSWORD=$(openssl rand -hex 16)
+APP_PASSWORD=$(openssl rand -hex 16)
+
+log "creating a throwaway PostgreSQL cluster in $STATE"
+init_cluster
+start_cluster
+create_app_role
+make_proxy_cert
+
+cat <<INFO
+
+pgferry listens on $LISTEN (PostgreSQL on 127.0.0.1:$PG_PORT). In another terminal:
+  psql "postgresql://app:$APP_PASSWORD@${LISTEN}/app?sslmode=require"
+Metrics: http://$METRICS_LISTEN/metrics
+Ctrl-C stops pgferry and deletes the throwaway cluster.
+
+INFO
+
+target/release/pgferry \
+  --listen "$LISTEN" \
+  --backend "postgres://app:$APP_PASSWORD@127.0.0.1:$PG_PORT/app" \
+  --tls-cert "$STATE/proxy.crt" --tls-key "$STATE/proxy.key" --tls-mode allow \
+  --metrics-listen "$METRICS_LISTEN"

@@ -1,0 +1,161 @@
+//! One authenticated backend connection, and cancel requests to its backend.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::login::login;
+use super::stream::{establish, ServerStream};
+use super::wire::{self, ErrorFields};
+use super::{BackendKey, BackendTarget, ServerError};
+
+/// Source of [`ServerConn::id`]: unique for the life of the process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An authenticated backend connection, ready for queries.
+///
+/// The relay owns the framing after login; this type only guarantees a clean start and
+/// carries what the relay and the pool need. It returns to the pool only while
+/// [`is_clean`](Self::is_clean) holds (see `ServerManager::has_broken`).
+#[derive(Debug)]
+pub struct ServerConn {
+    /// The socket; the relay reads and writes it directly.
+    pub stream: ServerStream,
+    /// Bytes already read from `stream` but not consumed (normally empty after login); the
+    /// relay must process these before reading the socket again.
+    pub read_buf: BytesMut,
+    /// The backend's reported parameters (server_version, client_encoding, TimeZone, ...),
+    /// as of login; the relay updates them as ParameterStatus messages pass.
+    pub params: HashMap<String, String>,
+    /// Non-reported settings pgferry applied for the current client (search_path,
+    /// statement_timeout, ...), so the next client's differences can be computed.
+    pub applied: HashMap<String, String>,
+    /// The backend's cancel key, used by [`send_cancel`].
+    pub key: BackendKey,
+    /// Process-unique id, for logs and the admin console.
+    pub id: u64,
+    /// When the login completed (server_lifetime).
+    pub created: Instant,
+    /// When the connection last became idle; health checks are skipped for recently used ones.
+    pub last_used: Instant,
+    clean: bool,
+}
+
+impl ServerConn {
+    /// Connects, negotiates TLS and logs in, all within `target.connect_timeout`.
+    pub async fn connect(target: &BackendTarget) -> Result<ServerConn, ServerError> {
+        bounded(target, async {
+            let mut stream = establish(target).await?;
+            let outcome = login(&mut stream, target).await?;
+            let now = Instant::now();
+            Ok(ServerConn {
+                stream,
+                read_buf: outcome.leftover,
+                params: outcome.params,
+                applied: HashMap::new(),
+                key: outcome.key,
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                created: now,
+                last_used: now,
+                clean: true,
+            })
+        })
+        .await
+    }
+
+    /// Records that the connection is not idle-and-in-sync (request sent, transaction open,
+    /// or an error left it unknown); a dirty connection is dropped instead of reused.
+    pub fn mark_dirty(&mut self) {
+        self.clean = false;
+    }
+
+    /// Records that the backend reported ReadyForQuery 'I' with nothing outstanding; also
+    /// refreshes `last_used`.
+    pub fn mark_clean(&mut self) {
+        self.clean = true;
+        self.last_used = Instant::now();
+    }
+
+    /// True only when the connection is idle and in sync, i.e. safe to hand to another client.
+    pub fn is_clean(&self) -> bool {
+        self.clean
+    }
+
+    /// Reads one whole backend message (header + body), consuming `read_buf` first. For
+    /// pgferry's own exchanges (health checks, tests), not the relay hot path: frames larger
+    /// than [`wire::MAX_CONTROL_FRAME`] are refused.
+    pub async fn read_frame(&mut self) -> Result<BytesMut, ServerError> {
+        wire::read_frame(&mut self.stream, &mut self.read_buf).await
+    }
+
+    /// Checks liveness with an empty query: the backend must answer ReadyForQuery 'I' within
+    /// the target's connect timeout. Any failure marks the connection dirty.
+    pub async fn ping(&mut self, target: &BackendTarget) -> Result<(), ServerError> {
+        let result = bounded(target, self.empty_query()).await;
+        match result {
+            Ok(()) => self.mark_clean(),
+            Err(_) => self.mark_dirty(),
+        }
+        result
+    }
+
+    async fn empty_query(&mut self) -> Result<(), ServerError> {
+        self.mark_dirty();
+        let mut out = BytesMut::new();
+        frontend::query("", &mut out)?;
+        self.stream.write_all(&out).await?;
+        self.stream.flush().await?;
+        loop {
+            let frame = self.read_frame().await?;
+            let body = frame.get(5..).unwrap_or_default();
+            match (frame.first(), body.first()) {
+                (Some(b'Z'), Some(b'I')) => return Ok(()),
+                (Some(b'Z'), _) => return Err(ServerError::Protocol("backend not idle".into())),
+                (Some(b'E'), _) => return Err(ErrorFields::parse(body).into_error()),
+                // EmptyQueryResponse, notices, notifications, parameter changes.
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Asks the backend to cancel whatever `key`'s session is running, over a new connection
+/// negotiated like a login (PostgreSQL accepts CancelRequest inside TLS). Waits for the
+/// backend to close the connection, which it does once the request has been handled.
+pub async fn send_cancel(target: &BackendTarget, key: BackendKey) -> Result<(), ServerError> {
+    bounded(target, async {
+        let mut stream = establish(target).await?;
+        let mut out = BytesMut::new();
+        frontend::cancel_request(key.process_id, key.secret_key, &mut out);
+        stream.write_all(&out).await?;
+        stream.flush().await?;
+        let mut sink = [0u8; 64];
+        // The backend sends nothing and closes; TLS may end without close_notify, which
+        // surfaces as an error — either way the request has been processed.
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Bounds a backend exchange by the target's connect timeout.
+async fn bounded<T>(
+    target: &BackendTarget,
+    work: impl std::future::Future<Output = Result<T, ServerError>>,
+) -> Result<T, ServerError> {
+    match tokio::time::timeout(target.connect_timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(ServerError::Timeout {
+            addr: target.addr(),
+            after: target.connect_timeout,
+        }),
+    }
+}

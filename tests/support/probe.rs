@@ -1,0 +1,88 @@
+//! Test-side probes of a running proxy: SQLSTATEs of client errors, raw protocol sockets for
+//! what real drivers never send, and Prometheus scrapes.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// SQLSTATE of a client error (`None` for I/O-level errors without a server message).
+pub fn sqlstate(error: &tokio_postgres::Error) -> Option<String> {
+    error.as_db_error().map(|e| e.code().code().to_string())
+}
+
+/// Asserts `result` failed with `expected` SQLSTATE; returns the server's message.
+pub fn expect_sqlstate<T: std::fmt::Debug>(result: Result<T, tokio_postgres::Error>, expected: &str) -> String {
+    match result {
+        Ok(value) => panic!("expected SQLSTATE {expected}, got success: {value:?}"),
+        Err(error) => {
+            assert_eq!(sqlstate(&error).as_deref(), Some(expected), "unexpected error: {error:?}");
+            error.as_db_error().map(|e| e.message().to_string()).unwrap_or_default()
+        }
+    }
+}
+
+/// A startup-phase packet: length + code + body.
+pub fn packet(code: i32, body: &[u8]) -> Vec<u8> {
+    let mut v = ((body.len() + 8) as i32).to_be_bytes().to_vec();
+    v.extend_from_slice(&code.to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+/// A protocol 3.0 StartupMessage for `user` / `database`.
+pub fn startup_message(user: &str, database: &str) -> Vec<u8> {
+    let body = format!("user\0{user}\0database\0{database}\0\0");
+    packet(196_608, body.as_bytes())
+}
+
+/// SSLRequest.
+pub fn ssl_request() -> Vec<u8> {
+    packet(80_877_103, b"")
+}
+
+/// Reads one backend message (tag, body) from a raw socket.
+pub async fn read_message<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<(u8, Vec<u8>)> {
+    let mut header = [0u8; 5];
+    stream.read_exact(&mut header).await.ok()?;
+    let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    let mut body = vec![0u8; len.checked_sub(4)?];
+    stream.read_exact(&mut body).await.ok()?;
+    Some((header[0], body))
+}
+
+/// The SQLSTATE field of an ErrorResponse body.
+pub fn error_code(body: &[u8]) -> String {
+    body.split(|b| *b == 0)
+        .find(|field| field.first() == Some(&b'C'))
+        .map(|field| String::from_utf8_lossy(&field[1..]).to_string())
+        .unwrap_or_default()
+}
+
+/// Sends raw bytes on a fresh connection and returns the first message back.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Option<(u8, Vec<u8>)> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    stream.write_all(bytes).await.ok()?;
+    read_message(&mut stream).await
+}
+
+/// GET a path from the proxy's HTTP side port; returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("metrics port reachable");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("request sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("response read");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one exposition line (`name{labels}` exactly as printed), 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}

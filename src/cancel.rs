@@ -43,7 +43,9 @@ impl CancelRegistry {
 
     fn entries(&self) -> MutexGuard<'_, HashMap<i32, Entry>> {
         // A poisoned lock only means another thread panicked mid-update of a plain map.
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Issues a fresh key for a new client session; dropping the slot retires the key.
@@ -52,20 +54,38 @@ impl CancelRegistry {
         let mut entries = self.entries();
         let process_id = loop {
             // Positive, non-zero ids that do not collide with a live session.
-            let id = (self.next_process_id.fetch_add(1, Ordering::Relaxed) % (i32::MAX as u32)) as i32 + 1;
+            let id = (self.next_process_id.fetch_add(1, Ordering::Relaxed) % (i32::MAX as u32))
+                as i32
+                + 1;
             if !entries.contains_key(&id) {
                 break id;
             }
         };
-        entries.insert(process_id, Entry { secret_key, backend: None });
-        CancelSlot { registry: Arc::clone(self), key: CancelKey { process_id, secret_key } }
+        entries.insert(
+            process_id,
+            Entry {
+                secret_key,
+                backend: None,
+            },
+        );
+        CancelSlot {
+            registry: Arc::clone(self),
+            key: CancelKey {
+                process_id,
+                secret_key,
+            },
+        }
     }
 
     /// The backend currently serving the client with this key, if the key is valid.
     pub fn lookup(&self, key: CancelKey) -> Option<BackendRef> {
         let entries = self.entries();
         let entry = entries.get(&key.process_id)?;
-        let secret_ok: bool = entry.secret_key.to_be_bytes().ct_eq(&key.secret_key.to_be_bytes()).into();
+        let secret_ok: bool = entry
+            .secret_key
+            .to_be_bytes()
+            .ct_eq(&key.secret_key.to_be_bytes())
+            .into();
         if !secret_ok {
             return None;
         }
@@ -76,7 +96,10 @@ impl CancelRegistry {
     /// Like PostgreSQL, the requester learns nothing either way.
     pub async fn cancel(&self, key: CancelKey) {
         let Some((target, backend_key)) = self.lookup(key) else {
-            tracing::debug!(process_id = key.process_id, "cancel request for no running query");
+            tracing::debug!(
+                process_id = key.process_id,
+                "cancel request for no running query"
+            );
             return;
         };
         if let Err(error) = send_cancel(&target, backend_key).await {
@@ -115,7 +138,8 @@ impl CancelSlot {
 
     /// The client now runs on this backend connection.
     pub fn attach(&self, target: Arc<BackendTarget>, backend_key: BackendKey) {
-        self.registry.set(self.key.process_id, Some((target, backend_key)));
+        self.registry
+            .set(self.key.process_id, Some((target, backend_key)));
     }
 
     /// The client no longer holds a backend: cancels have nothing to cancel.

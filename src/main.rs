@@ -35,11 +35,16 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 /// so plaintext passwords need not be stored.
 fn hash_password() -> ExitCode {
     let mut line = String::new();
-    if std::io::stdin().lock().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+    if std::io::stdin().lock().read_line(&mut line).is_err()
+        || line.trim_end_matches(['\r', '\n']).is_empty()
+    {
         eprintln!("hash-password: expected the password on standard input");
         return ExitCode::FAILURE;
     }
-    println!("{}", pgferry::auth::hash_password(line.trim_end_matches(['\r', '\n'])));
+    println!(
+        "{}",
+        pgferry::auth::hash_password(line.trim_end_matches(['\r', '\n']))
+    );
     ExitCode::SUCCESS
 }
 
@@ -52,7 +57,10 @@ fn run(cli: &Cli) -> ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("pgferry: cannot start the async runtime: {error}");
@@ -96,7 +104,9 @@ fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),

@@ -19,7 +19,10 @@ use crate::session::{self, SessionContext};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot bind {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -42,7 +45,9 @@ impl Proxy {
     /// proxy accepts connections. Backends are not contacted: an unreachable database never
     /// prevents startup.
     pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
-        config.validate().map_err(|e| StartError::Invalid(e.to_string()))?;
+        config
+            .validate()
+            .map_err(|e| StartError::Invalid(e.to_string()))?;
         let config = Arc::new(config);
         let metrics = Metrics::new();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -57,16 +62,33 @@ impl Proxy {
                 let http = bind(addr).await?;
                 let bound = local_addr(&http, addr)?;
                 let readiness = Arc::new(move || ready.load(Ordering::Relaxed));
-                tokio::spawn(crate::http::serve(http, Arc::clone(&metrics), readiness, shutdown_rx.clone()));
+                tokio::spawn(crate::http::serve(
+                    http,
+                    Arc::clone(&metrics),
+                    readiness,
+                    shutdown_rx.clone(),
+                ));
                 Some(bound)
             }
             None => None,
         };
         let max_clients = u32::try_from(config.limits.max_client_connections).unwrap_or(u32::MAX);
         let sessions = Arc::new(Semaphore::new(max_clients as usize));
-        tokio::spawn(accept_loop(listener, Arc::clone(&ctx), Arc::clone(&sessions), shutdown_rx));
+        tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&ctx),
+            Arc::clone(&sessions),
+            shutdown_rx,
+        ));
         tracing::info!(%client_addr, ?metrics_addr, "pgferry listening");
-        Ok(ProxyHandle { client_addr, metrics_addr, shutdown: shutdown_tx, sessions, max_clients, ctx })
+        Ok(ProxyHandle {
+            client_addr,
+            metrics_addr,
+            shutdown: shutdown_tx,
+            sessions,
+            max_clients,
+            ctx,
+        })
     }
 }
 
@@ -80,10 +102,14 @@ fn build_context(
     let pools = PoolRegistry::build(config, metrics).map_err(|e| invalid(&e))?;
     let tls = match (config.tls.mode, &config.tls.cert_file, &config.tls.key_file) {
         (ClientTlsMode::Disable, _, _) => None,
-        (_, Some(cert), Some(key)) => {
-            Some(TlsAcceptor::from(crate::tls::server_config(cert, key).map_err(|e| invalid(&e))?))
+        (_, Some(cert), Some(key)) => Some(TlsAcceptor::from(
+            crate::tls::server_config(cert, key).map_err(|e| invalid(&e))?,
+        )),
+        _ => {
+            return Err(StartError::Invalid(
+                "tls: cert_file and key_file are required".into(),
+            ))
         }
-        _ => return Err(StartError::Invalid("tls: cert_file and key_file are required".into())),
     };
     Ok(SessionContext {
         config: Arc::clone(config),
@@ -97,11 +123,15 @@ fn build_context(
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
-    listener.local_addr().map_err(|source| StartError::Bind { addr, source })
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 /// Accepts clients until shutdown; each gets its own task. Clients beyond
@@ -141,7 +171,8 @@ async fn accept_loop(
 }
 
 async fn reject_over_limit(tcp: TcpStream, ctx: Arc<SessionContext>) {
-    ctx.metrics.client_rejected(crate::metrics::RejectReason::MaxClients);
+    ctx.metrics
+        .client_rejected(crate::metrics::RejectReason::MaxClients);
     let message = format!(
         "sorry, too many clients already (pgferry max_client_connections = {})",
         ctx.config.limits.max_client_connections

@@ -35,29 +35,55 @@ async fn wrong_password_unknown_database_and_unknown_role_get_precise_errors() {
     let message = expect_sqlstate(connect(addr, APP_USER, APP_PASSWORD, "nodb").await, "3D000");
     assert!(message.contains("nodb"), "{message}");
     expect_sqlstate(connect(addr, "nobody", "x", APP_DB).await, "28000");
-    let client = connect(addr, OTHER_USER, OTHER_PASSWORD, APP_DB).await.expect("other user logs in");
-    let user: String = client.query_one("SELECT current_user::text", &[]).await.unwrap().get(0);
+    let client = connect(addr, OTHER_USER, OTHER_PASSWORD, APP_DB)
+        .await
+        .expect("other user logs in");
+    let user: String = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(user, OTHER_USER, "each user gets its own backend login");
     let text = handle.metrics().encode();
-    assert_eq!(metric(&text, "pgferry_client_logins_total{result=\"auth_failed\"}"), 2.0);
-    assert_eq!(metric(&text, "pgferry_client_logins_total{result=\"unknown_database\"}"), 1.0);
+    assert_eq!(
+        metric(&text, "pgferry_client_logins_total{result=\"auth_failed\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "pgferry_client_logins_total{result=\"unknown_database\"}"
+        ),
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn scram_secret_users_and_md5_logins() {
     let mut config = proxy_config(pg());
     let secret = pgferry::auth::hash_password("lambda-pw");
-    config.users.push(UserConfig { name: "lambda".into(), credential: Credential::ScramSecret(secret) });
+    config.users.push(UserConfig {
+        name: "lambda".into(),
+        credential: Credential::ScramSecret(secret),
+    });
     config.databases[0].backend_user = Some(APP_USER.into());
     config.databases[0].backend_password = Some(APP_PASSWORD.into());
     config.auth.allow_md5 = true;
     let handle = start_proxy(config).await;
     let addr = handle.client_addr();
-    let client = connect(addr, "lambda", "lambda-pw", APP_DB).await.expect("SCRAM secret login");
-    let user: String = client.query_one("SELECT current_user::text", &[]).await.unwrap().get(0);
+    let client = connect(addr, "lambda", "lambda-pw", APP_DB)
+        .await
+        .expect("SCRAM secret login");
+    let user: String = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(user, APP_USER, "forced backend user");
     expect_sqlstate(connect(addr, "lambda", "nope", APP_DB).await, "28P01");
-    connect(addr, OTHER_USER, OTHER_PASSWORD, APP_DB).await.expect("md5 login of a plaintext user");
+    connect(addr, OTHER_USER, OTHER_PASSWORD, APP_DB)
+        .await
+        .expect("md5 login of a plaintext user");
     expect_sqlstate(connect(addr, OTHER_USER, "bad", APP_DB).await, "28P01");
 }
 
@@ -67,13 +93,21 @@ async fn tls_logins_and_tls_required() {
     let (config, ca) = tls_config(&dir, ClientTlsMode::Require);
     let handle = start_proxy(config).await;
     let addr = handle.client_addr();
-    let client = connect_tls(addr, APP_USER, APP_PASSWORD, APP_DB, &ca).await.expect("TLS login");
+    let client = connect_tls(addr, APP_USER, APP_PASSWORD, APP_DB, &ca)
+        .await
+        .expect("TLS login");
     let ssl: bool = client.query_one("SELECT true", &[]).await.unwrap().get(0);
     assert!(ssl);
     let message = expect_sqlstate(connect(addr, APP_USER, APP_PASSWORD, APP_DB).await, "28000");
     assert!(message.contains("requires TLS"), "{message}");
     let text = handle.metrics().encode();
-    assert_eq!(metric(&text, "pgferry_tls_handshakes_total{kind=\"sslrequest\",result=\"ok\"}"), 1.0);
+    assert_eq!(
+        metric(
+            &text,
+            "pgferry_tls_handshakes_total{kind=\"sslrequest\",result=\"ok\"}"
+        ),
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -83,7 +117,9 @@ async fn plaintext_injected_after_ssl_request_is_refused() {
     let handle = start_proxy(config).await;
     let mut bytes = ssl_request();
     bytes.extend(startup_message(APP_USER, APP_DB));
-    let (tag, body) = raw_exchange(handle.client_addr(), &bytes).await.expect("a reply");
+    let (tag, body) = raw_exchange(handle.client_addr(), &bytes)
+        .await
+        .expect("a reply");
     assert_eq!(tag, b'E', "the SSLRequest must not be answered with S");
     assert_eq!(error_code(&body), "08P01");
 }
@@ -94,9 +130,14 @@ async fn gssenc_is_declined_and_startup_continues() {
     let mut stream = TcpStream::connect(handle.client_addr()).await.unwrap();
     stream.write_all(&packet(80_877_104, b"")).await.unwrap();
     let mut answer = [0u8; 1];
-    tokio::io::AsyncReadExt::read_exact(&mut stream, &mut answer).await.unwrap();
+    tokio::io::AsyncReadExt::read_exact(&mut stream, &mut answer)
+        .await
+        .unwrap();
     assert_eq!(&answer, b"N");
-    stream.write_all(&startup_message(APP_USER, APP_DB)).await.unwrap();
+    stream
+        .write_all(&startup_message(APP_USER, APP_DB))
+        .await
+        .unwrap();
     let (tag, _) = read_message(&mut stream).await.expect("auth request");
     assert_eq!(tag, b'R');
 }
@@ -126,8 +167,13 @@ async fn direct_tls_requires_alpn_postgresql() {
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     for (alpn, expected) in [(true, b'R'), (false, b'E')] {
         let tcp = TcpStream::connect(handle.client_addr()).await.unwrap();
-        let mut tls = direct_tls_client(&ca, alpn).connect(name.clone(), tcp).await.expect("TLS handshake");
-        tls.write_all(&startup_message(APP_USER, APP_DB)).await.unwrap();
+        let mut tls = direct_tls_client(&ca, alpn)
+            .connect(name.clone(), tcp)
+            .await
+            .expect("TLS handshake");
+        tls.write_all(&startup_message(APP_USER, APP_DB))
+            .await
+            .unwrap();
         let (tag, body) = read_message(&mut tls).await.expect("a reply inside TLS");
         assert_eq!(tag, expected, "alpn={alpn}");
         if tag == b'E' {

@@ -5,7 +5,6 @@
 mod harness;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -316,6 +315,9 @@ async fn manager_and_pool(pg: &TestPg) {
     let mut dead = plain(pg, SCRAM_USER);
     dead.port = harness::free_port();
     let dead_manager = ServerManager::new(Arc::new(dead));
-    let error = dead_manager.connect().await.expect_err("nothing listens there");
+    let error = dead_manager
+        .connect()
+        .await
+        .expect_err("nothing listens there");
     assert_eq!(error.sqlstate(), "08006");
 }

@@ -11,7 +11,9 @@ use support::*;
 use tokio::io::AsyncWriteExt;
 
 async fn app_client(handle: &pgferry::ProxyHandle) -> tokio_postgres::Client {
-    connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB).await.expect("login through pgferry")
+    connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB)
+        .await
+        .expect("login through pgferry")
 }
 
 #[tokio::test]
@@ -22,7 +24,9 @@ async fn cancel_request_stops_a_long_query_quickly() {
     let started = Instant::now();
     let sleeper = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
     // Cancel as soon as the backend is running the query.
-    let observer = connect(pg().addr(), SUPERUSER, &pg().superuser_password, "postgres").await.unwrap();
+    let observer = connect(pg().addr(), SUPERUSER, &pg().superuser_password, "postgres")
+        .await
+        .unwrap();
     loop {
         let running: i64 = observer
             .query_one("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'", &[])
@@ -34,10 +38,17 @@ async fn cancel_request_stops_a_long_query_quickly() {
         }
         tokio::task::yield_now().await;
     }
-    token.cancel_query(tokio_postgres::NoTls).await.expect("cancel sent to pgferry");
+    token
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("cancel sent to pgferry");
     let result = sleeper.await.unwrap();
     expect_sqlstate(result, "57014");
-    assert!(started.elapsed() < Duration::from_secs(2), "cancel took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cancel took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -47,13 +58,21 @@ async fn killed_client_mid_transaction_leaves_no_lock_behind() {
     let handle = start_proxy(config).await;
     let addr = handle.client_addr();
     let conn_str = conn_string(addr, APP_USER, APP_PASSWORD, APP_DB, "disable");
-    let (victim, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls).await.unwrap();
+    let (victim, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     let connection_task = tokio::spawn(connection);
-    victim.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(4242)").await.unwrap();
+    victim
+        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(4242)")
+        .await
+        .unwrap();
     connection_task.abort(); // the socket closes mid-transaction, like a frozen Lambda reaped
     drop(victim);
     let other = app_client(&handle).await;
-    other.batch_execute("SET lock_timeout = '5s'").await.unwrap();
+    other
+        .batch_execute("SET lock_timeout = '5s'")
+        .await
+        .unwrap();
     let got: bool = other
         .query_one("SELECT pg_advisory_xact_lock(4242) IS NOT NULL", &[])
         .await
@@ -72,12 +91,24 @@ async fn pool_exhaustion_returns_53300_after_the_wait_timeout() {
     holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
     let waiter = app_client(&handle).await;
     let message = expect_sqlstate(waiter.simple_query("SELECT 1").await, "53300");
-    assert!(message.contains("no backend connection available within 0.3 s"), "{message}");
+    assert!(
+        message.contains("no backend connection available within 0.3 s"),
+        "{message}"
+    );
     holder.batch_execute("COMMIT").await.unwrap();
     let again = app_client(&handle).await;
-    again.simple_query("SELECT 1").await.expect("pool free again");
+    again
+        .simple_query("SELECT 1")
+        .await
+        .expect("pool free again");
     let text = handle.metrics().encode();
-    assert_eq!(metric(&text, "pgferry_pool_checkout_timeouts_total{database=\"appdb\",user=\"app\"}"), 1.0);
+    assert_eq!(
+        metric(
+            &text,
+            "pgferry_pool_checkout_timeouts_total{database=\"appdb\",user=\"app\"}"
+        ),
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -87,7 +118,10 @@ async fn max_client_connections_is_enforced() {
     let handle = start_proxy(config).await;
     let _a = app_client(&handle).await;
     let _b = app_client(&handle).await;
-    let message = expect_sqlstate(connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB).await, "53300");
+    let message = expect_sqlstate(
+        connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB).await,
+        "53300",
+    );
     assert!(message.contains("too many clients"), "{message}");
 }
 
@@ -100,13 +134,22 @@ async fn oversized_and_malformed_messages_get_08p01_and_leave_others_unaffected(
     let mut big = startup_message(APP_USER, APP_DB);
     big.splice(0..4, 2000i32.to_be_bytes());
     big.resize(2000, b'x');
-    let (tag, body) = raw_exchange(handle.client_addr(), &big).await.expect("error reply");
+    let (tag, body) = raw_exchange(handle.client_addr(), &big)
+        .await
+        .expect("error reply");
     assert_eq!((tag, error_code(&body).as_str()), (b'E', "08P01"));
-    let (tag, body) = raw_exchange(handle.client_addr(), &packet(131_072, b"\0")).await.expect("reply");
+    let (tag, body) = raw_exchange(handle.client_addr(), &packet(131_072, b"\0"))
+        .await
+        .expect("reply");
     assert_eq!((tag, error_code(&body).as_str()), (b'E', "0A000"));
-    let (tag, body) = raw_exchange(handle.client_addr(), &[0, 0, 0, 2, 0, 0, 0, 0]).await.expect("reply");
+    let (tag, body) = raw_exchange(handle.client_addr(), &[0, 0, 0, 2, 0, 0, 0, 0])
+        .await
+        .expect("reply");
     assert_eq!((tag, error_code(&body).as_str()), (b'E', "08P01"));
-    bystander.simple_query("SELECT 1").await.expect("other clients unaffected");
+    bystander
+        .simple_query("SELECT 1")
+        .await
+        .expect("other clients unaffected");
 }
 
 #[tokio::test]
@@ -118,7 +161,11 @@ async fn oversized_query_is_refused_with_08p01() {
     let long = format!("SELECT '{}'", "x".repeat(10_000));
     let result = client.simple_query(&long).await;
     expect_sqlstate(result, "08P01");
-    app_client(&handle).await.simple_query("SELECT 1").await.expect("proxy still serves");
+    app_client(&handle)
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .expect("proxy still serves");
 }
 
 #[tokio::test]
@@ -128,11 +175,22 @@ async fn idle_and_idle_in_transaction_timeouts_close_with_clear_errors() {
     config.limits.idle_transaction_timeout = Duration::from_millis(300);
     let handle = start_proxy(config).await;
     for (setup, expected) in [("SELECT 1", "57P05"), ("BEGIN", "25P03")] {
-        let conn_str = conn_string(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB, "disable");
-        let (client, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls).await.unwrap();
+        let conn_str = conn_string(
+            handle.client_addr(),
+            APP_USER,
+            APP_PASSWORD,
+            APP_DB,
+            "disable",
+        );
+        let (client, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         let connection = tokio::spawn(connection);
         client.batch_execute(setup).await.unwrap();
-        let error = connection.await.unwrap().expect_err("pgferry closes the idle session");
+        let error = connection
+            .await
+            .unwrap()
+            .expect_err("pgferry closes the idle session");
         assert_eq!(sqlstate(&error).as_deref(), Some(expected), "{error:?}");
     }
 }
@@ -144,9 +202,19 @@ async fn session_mode_keeps_session_state_and_discards_it_at_the_end() {
     config.databases[0].pool_size = 1;
     let handle = start_proxy(config).await;
     let first = app_client(&handle).await;
-    first.batch_execute("CREATE TEMP TABLE session_scratch (v int); SET application_name = 'first'").await.unwrap();
-    first.batch_execute("INSERT INTO session_scratch VALUES (1)").await.unwrap();
-    let name: String = first.query_one("SHOW application_name", &[]).await.unwrap().get(0);
+    first
+        .batch_execute("CREATE TEMP TABLE session_scratch (v int); SET application_name = 'first'")
+        .await
+        .unwrap();
+    first
+        .batch_execute("INSERT INTO session_scratch VALUES (1)")
+        .await
+        .unwrap();
+    let name: String = first
+        .query_one("SHOW application_name", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(name, "first");
     drop(first);
     let second = app_client(&handle).await; // waits for the single backend, DISCARDed
@@ -164,16 +232,30 @@ async fn metrics_and_health_reflect_a_known_workload() {
     for _ in 0..5 {
         client.simple_query("SELECT 1").await.unwrap();
     }
-    client.batch_execute("BEGIN; SELECT 1; SELECT 2; COMMIT").await.unwrap();
-    let _ = client.simple_query("SELECT * FROM missing_table_for_metrics").await;
+    client
+        .batch_execute("BEGIN; SELECT 1; SELECT 2; COMMIT")
+        .await
+        .unwrap();
+    let _ = client
+        .simple_query("SELECT * FROM missing_table_for_metrics")
+        .await;
     let (status, text) = http_get(metrics_addr, "/metrics").await;
     assert_eq!(status, 200);
     let pool = "{database=\"appdb\",user=\"app\"}";
-    assert_eq!(metric(&text, &format!("pgferry_transactions_total{pool}")), 7.0);
+    assert_eq!(
+        metric(&text, &format!("pgferry_transactions_total{pool}")),
+        7.0
+    );
     assert_eq!(metric(&text, &format!("pgferry_queries_total{pool}")), 7.0);
     assert_eq!(metric(&text, "pgferry_errors_total{class=\"42\"}"), 1.0);
-    assert_eq!(metric(&text, "pgferry_client_logins_total{result=\"ok\"}"), 1.0);
-    assert_eq!(metric(&text, "pgferry_client_connections{state=\"idle\"}"), 1.0);
+    assert_eq!(
+        metric(&text, "pgferry_client_logins_total{result=\"ok\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "pgferry_client_connections{state=\"idle\"}"),
+        1.0
+    );
     assert!(metric(&text, "pgferry_client_bytes_sent_total") > 0.0);
     drop(client);
 }
@@ -184,10 +266,16 @@ async fn unreachable_backend_gives_08006_naming_it_and_startup_still_works() {
     config.databases[0].port = free_port();
     let handle = start_proxy(config).await;
     let started = Instant::now();
-    let message = expect_sqlstate(connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB).await, "08006");
+    let message = expect_sqlstate(
+        connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB).await,
+        "08006",
+    );
     assert!(message.contains("appdb"), "{message}");
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert_eq!(http_get(handle.metrics_addr().unwrap(), "/readyz").await.0, 503);
+    assert_eq!(
+        http_get(handle.metrics_addr().unwrap(), "/readyz").await.0,
+        503
+    );
 }
 
 #[tokio::test]
@@ -200,9 +288,13 @@ async fn terminate_and_half_sent_messages_do_not_leak_backends() {
         client.simple_query("SELECT 1").await.unwrap();
     }
     // A raw client that sends half a message and disconnects while holding nothing.
-    let mut raw = tokio::net::TcpStream::connect(handle.client_addr()).await.unwrap();
+    let mut raw = tokio::net::TcpStream::connect(handle.client_addr())
+        .await
+        .unwrap();
     raw.write_all(&[0, 0]).await.unwrap();
     drop(raw);
     let last = app_client(&handle).await;
-    last.simple_query("SELECT 1").await.expect("the single backend was returned each time");
+    last.simple_query("SELECT 1")
+        .await
+        .expect("the single backend was returned each time");
 }

@@ -17,10 +17,15 @@ fn libpq_env(cmd: &mut Command, addr: std::net::SocketAddr) -> &mut Command {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{cmd:?} failed: {stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed: {stdout}\n{stderr}"
+    );
     stdout
 }
 
@@ -38,7 +43,9 @@ async fn psql_round_trip_with_fastpath_function_calls() {
     std::fs::write(&script_file, script).unwrap();
     let output = tokio::task::spawn_blocking(move || {
         let args = ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f"];
-        run(libpq_env(&mut Command::new(pg_bin("psql")), addr).args(args).arg(&script_file))
+        run(libpq_env(&mut Command::new(pg_bin("psql")), addr)
+            .args(args)
+            .arg(&script_file))
     })
     .await
     .unwrap();
@@ -53,10 +60,17 @@ async fn pgbench_select_only_runs_without_errors() {
     let addr = handle.client_addr();
     let output = tokio::task::spawn_blocking(move || {
         run(libpq_env(&mut Command::new(pg_bin("pgbench")), addr).args(["-i", "-s", "1", "-q"]));
-        run(libpq_env(&mut Command::new(pg_bin("pgbench")), addr).args(["-S", "-c", "8", "-j", "2", "-t", "200", "-n"]))
+        run(libpq_env(&mut Command::new(pg_bin("pgbench")), addr)
+            .args(["-S", "-c", "8", "-j", "2", "-t", "200", "-n"]))
     })
     .await
     .unwrap();
-    assert!(output.contains("number of transactions actually processed: 1600/1600"), "{output}");
-    assert!(output.contains("number of failed transactions: 0"), "{output}");
+    assert!(
+        output.contains("number of transactions actually processed: 1600/1600"),
+        "{output}"
+    );
+    assert!(
+        output.contains("number of failed transactions: 0"),
+        "{output}"
+    );
 }

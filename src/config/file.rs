@@ -4,6 +4,7 @@ use super::raw::{Human, RawConfig, RawDatabase, RawLimits, RawUser};
 use super::units::{parse_duration, parse_size};
 use super::validate::{bounds, Bounds};
 use super::*;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -12,8 +13,6 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSP
 /// Default metrics/health listener of a file or quick-mode configuration.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9930);
-
-use std::net::{IpAddr, Ipv4Addr};
 
 impl Config {
     /// Reads, parses and validates a config file. Relative `cert_file`, `key_file` and
@@ -312,14 +311,11 @@ impl Conv<'_> {
     }
 
     fn in_bounds<T: TryFrom<i64>>(&self, key: &str, v: i64, b: Bounds) -> Result<T, ConfigError> {
-        let reason = || {
-            b.reason(v)
-                .unwrap_or_else(|| format!("out of range, got {v}"))
-        };
-        if b.reason(v).is_some() {
-            return Err(self.err(key, reason()));
+        if let Some(reason) = b.reason(v) {
+            return Err(self.err(key, reason));
         }
-        T::try_from(v).map_err(|_| self.err(key, reason()))
+        // Bounds always fit the target type; this only guards against a mismatched constant.
+        T::try_from(v).map_err(|_| self.err(key, format!("out of range, got {v}")))
     }
 }
 

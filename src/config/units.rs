@@ -62,7 +62,7 @@ pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     let units: [(&str, u128); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
     for (name, per) in units {
-        if ms != 0 && ms % per == 0 {
+        if ms != 0 && ms.is_multiple_of(per) {
             return format!("{}{name}", ms / per);
         }
     }

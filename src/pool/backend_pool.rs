@@ -23,7 +23,11 @@ use crate::server::{BackendTarget, ServerConn, ServerManager};
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum CheckoutError {
     #[error("no backend connection available within {} s (pool of {pool_size} for database \"{database}\" is busy)", .waited.as_secs_f64())]
-    Exhausted { database: String, pool_size: u32, waited: Duration },
+    Exhausted {
+        database: String,
+        pool_size: u32,
+        waited: Duration,
+    },
     #[error("{message}")]
     Backend { sqlstate: String, message: String },
 }
@@ -64,9 +68,17 @@ pub struct BackendPool {
 
 impl BackendPool {
     /// Builds the bb8 pool (no connections are opened until needed or `min_pool_size` asks).
-    pub fn new(db: &DatabaseConfig, target: Arc<BackendTarget>, limits: &Limits, metrics: PoolMetrics) -> Self {
+    pub fn new(
+        db: &DatabaseConfig,
+        target: Arc<BackendTarget>,
+        limits: &Limits,
+        metrics: PoolMetrics,
+    ) -> Self {
         let failures = ConnectFailures::new(&db.name);
-        let sink = FailureSink { failures: Arc::clone(&failures), metrics: metrics.clone() };
+        let sink = FailureSink {
+            failures: Arc::clone(&failures),
+            metrics: metrics.clone(),
+        };
         let inner = bb8::Pool::builder()
             .max_size(db.pool_size)
             .min_idle((db.min_pool_size > 0).then_some(db.min_pool_size))
@@ -97,10 +109,13 @@ impl BackendPool {
     /// bb8 to hand over an idle connection or open a new one.
     pub async fn checkout(&self) -> Result<Checkout, CheckoutError> {
         let started = Instant::now();
-        let permit = tokio::time::timeout(self.query_wait_timeout, Arc::clone(&self.admission).acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok);
+        let permit = tokio::time::timeout(
+            self.query_wait_timeout,
+            Arc::clone(&self.admission).acquire_owned(),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok);
         let Some(permit) = permit else {
             self.metrics.checkout_timeout();
             return Err(CheckoutError::Exhausted {
@@ -112,7 +127,10 @@ impl BackendPool {
         let conn = self.get_connection(started).await?;
         self.metrics.observe_checkout_wait(started.elapsed());
         self.remember_baseline(&conn);
-        Ok(Checkout { conn, _permit: permit })
+        Ok(Checkout {
+            conn,
+            _permit: permit,
+        })
     }
 
     async fn get_connection(
@@ -137,7 +155,10 @@ impl BackendPool {
             return Ok(conn);
         }
         Err(match self.failures.since(started) {
-            Some(failure) => CheckoutError::Backend { sqlstate: failure.sqlstate, message: failure.message },
+            Some(failure) => CheckoutError::Backend {
+                sqlstate: failure.sqlstate,
+                message: failure.message,
+            },
             None => CheckoutError::Backend {
                 sqlstate: sqlstate::CONNECTION_FAILURE.to_string(),
                 message: format!(

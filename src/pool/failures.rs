@@ -30,7 +30,11 @@ pub struct ConnectFailures {
 
 impl ConnectFailures {
     pub fn new(database: &str) -> Arc<Self> {
-        Arc::new(ConnectFailures { database: database.to_string(), last: Mutex::new(None), notify: Notify::new() })
+        Arc::new(ConnectFailures {
+            database: database.to_string(),
+            last: Mutex::new(None),
+            notify: Notify::new(),
+        })
     }
 
     /// The most recent failure, if it happened after `since`.
@@ -64,7 +68,9 @@ pub struct FailureSink {
 
 impl std::fmt::Debug for FailureSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FailureSink").field("database", &self.failures.database).finish()
+        f.debug_struct("FailureSink")
+            .field("database", &self.failures.database)
+            .finish()
     }
 }
 

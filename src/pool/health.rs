@@ -27,8 +27,11 @@ pub async fn spawn_health_checker(
     mut shutdown: watch::Receiver<bool>,
 ) -> Arc<AtomicBool> {
     let ready = Arc::new(AtomicBool::new(false));
-    let backends: BTreeMap<String, (String, u16)> =
-        config.databases.iter().map(|d| (d.name.clone(), (d.host.clone(), d.port))).collect();
+    let backends: BTreeMap<String, (String, u16)> = config
+        .databases
+        .iter()
+        .map(|d| (d.name.clone(), (d.host.clone(), d.port)))
+        .collect();
     probe_all(&backends, &metrics, &ready).await;
     let flag = Arc::clone(&ready);
     tokio::spawn(async move {
@@ -43,7 +46,11 @@ pub async fn spawn_health_checker(
     ready
 }
 
-async fn probe_all(backends: &BTreeMap<String, (String, u16)>, metrics: &Metrics, ready: &AtomicBool) {
+async fn probe_all(
+    backends: &BTreeMap<String, (String, u16)>,
+    metrics: &Metrics,
+    ready: &AtomicBool,
+) {
     let mut any_up = false;
     for (database, (host, port)) in backends {
         let up = probe(host, *port).await;
@@ -54,5 +61,8 @@ async fn probe_all(backends: &BTreeMap<String, (String, u16)>, metrics: &Metrics
 }
 
 async fn probe(host: &str, port: u16) -> bool {
-    matches!(tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port))).await, Ok(Ok(_)))
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port))).await,
+        Ok(Ok(_))
+    )
 }

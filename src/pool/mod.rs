@@ -46,8 +46,13 @@ impl PoolRegistry {
     pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<PoolRegistry, PoolBuildError> {
         let mut pools = HashMap::new();
         for db in &config.databases {
-            let tls = crate::tls::client_config(db.tls_mode, db.tls_ca_file.as_deref())
-                .map_err(|e| PoolBuildError { database: db.name.clone(), reason: e.to_string() })?;
+            let tls =
+                crate::tls::client_config(db.tls_mode, db.tls_ca_file.as_deref()).map_err(|e| {
+                    PoolBuildError {
+                        database: db.name.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
             for (user, password) in backend_logins(config, db) {
                 let target = Arc::new(BackendTarget {
                     database: db.name.clone(),
@@ -61,11 +66,16 @@ impl PoolRegistry {
                     connect_timeout: db.connect_timeout,
                     startup_params: vec![("application_name".into(), "pgferry".into())],
                 });
-                let pool = BackendPool::new(db, target, &config.limits, metrics.pool(&db.name, &user));
+                let pool =
+                    BackendPool::new(db, target, &config.limits, metrics.pool(&db.name, &user));
                 pools.insert((db.name.clone(), user), Arc::new(pool));
             }
         }
-        let databases = config.databases.iter().map(|d| (d.name.clone(), d.clone())).collect();
+        let databases = config
+            .databases
+            .iter()
+            .map(|d| (d.name.clone(), d.clone()))
+            .collect();
         Ok(PoolRegistry { pools, databases })
     }
 
@@ -79,7 +89,10 @@ impl PoolRegistry {
         self.pools
             .get(&(database.to_string(), backend_user.to_string()))
             .cloned()
-            .ok_or_else(|| RouteError::NoPoolForUser { database: database.into(), user: user.into() })
+            .ok_or_else(|| RouteError::NoPoolForUser {
+                database: database.into(),
+                user: user.into(),
+            })
     }
 
     /// True if `database` is configured (checked before authentication, like PgBouncer).

@@ -29,15 +29,24 @@ pub fn take_cstr(bytes: &[u8]) -> Option<(&str, &[u8])> {
 pub fn ready_status(frame: &[u8]) -> Result<u8, DecodeError> {
     match body(frame) {
         [status @ (b'I' | b'T' | b'E')] => Ok(*status),
-        _ => Err(DecodeError { tag: b'Z', reason: "status must be one byte I, T or E" }),
+        _ => Err(DecodeError {
+            tag: b'Z',
+            reason: "status must be one byte I, T or E",
+        }),
     }
 }
 
 /// Name and value of a ParameterStatus frame.
 pub fn parameter_status(frame: &[u8]) -> Result<(&str, &str), DecodeError> {
-    let err = DecodeError { tag: b'S', reason: "expected two strings" };
+    let err = DecodeError {
+        tag: b'S',
+        reason: "expected two strings",
+    };
     let (name, rest) = take_cstr(body(frame)).ok_or(err)?;
-    let (value, _) = take_cstr(rest).ok_or(DecodeError { tag: b'S', reason: "missing value" })?;
+    let (value, _) = take_cstr(rest).ok_or(DecodeError {
+        tag: b'S',
+        reason: "missing value",
+    })?;
     Ok((name, value))
 }
 
@@ -58,7 +67,10 @@ pub fn error_fields(frame: &[u8]) -> Result<ErrorFields, DecodeError> {
         if code == 0 {
             return Ok(fields);
         }
-        let (value, next) = take_cstr(after).ok_or(DecodeError { tag, reason: "unterminated field" })?;
+        let (value, next) = take_cstr(after).ok_or(DecodeError {
+            tag,
+            reason: "unterminated field",
+        })?;
         match code {
             b'V' => fields.severity = value.to_string(),
             b'S' if fields.severity.is_empty() => fields.severity = value.to_string(),
@@ -68,7 +80,10 @@ pub fn error_fields(frame: &[u8]) -> Result<ErrorFields, DecodeError> {
         }
         rest = next;
     }
-    Err(DecodeError { tag, reason: "missing terminator" })
+    Err(DecodeError {
+        tag,
+        reason: "missing terminator",
+    })
 }
 
 /// SASLInitialResponse: the mechanism name and the client-first-message.
@@ -108,13 +123,19 @@ mod tests {
 
     #[test]
     fn decodes_parameter_status() {
-        assert_eq!(parameter_status(&frame(b'S', b"TimeZone\0UTC\0")), Ok(("TimeZone", "UTC")));
+        assert_eq!(
+            parameter_status(&frame(b'S', b"TimeZone\0UTC\0")),
+            Ok(("TimeZone", "UTC"))
+        );
         assert!(parameter_status(&frame(b'S', b"TimeZone\0UTC")).is_err());
     }
 
     #[test]
     fn decodes_error_fields_and_rejects_truncation() {
-        let f = frame(b'E', b"SERROR\0VERROR\0C42P01\0Mrelation \"x\" does not exist\0\0");
+        let f = frame(
+            b'E',
+            b"SERROR\0VERROR\0C42P01\0Mrelation \"x\" does not exist\0\0",
+        );
         let fields = error_fields(&f).unwrap();
         assert_eq!(fields.sqlstate, "42P01");
         assert_eq!(fields.severity, "ERROR");
@@ -126,7 +147,10 @@ mod tests {
     #[test]
     fn decodes_sasl_initial_response() {
         let f = frame(b'p', b"SCRAM-SHA-256\0\0\0\0\x03abc");
-        assert_eq!(sasl_initial_response(&f), Ok(("SCRAM-SHA-256", &b"abc"[..])));
+        assert_eq!(
+            sasl_initial_response(&f),
+            Ok(("SCRAM-SHA-256", &b"abc"[..]))
+        );
         assert!(sasl_initial_response(&frame(b'p', b"SCRAM-SHA-256\0\0\0\0\x09abc")).is_err());
         assert!(sasl_initial_response(&frame(b'p', b"SCRAM")).is_err());
     }

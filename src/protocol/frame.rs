@@ -42,11 +42,18 @@ pub fn peek_header(buf: &[u8], max_len: usize) -> Result<Option<FrameHeader>, Fr
     let tag = header[0];
     let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
     if len < 4 {
-        return Err(FrameError::BadLength { tag, len: len.into() });
+        return Err(FrameError::BadLength {
+            tag,
+            len: len.into(),
+        });
     }
     let total_len = len as usize + 1;
     if total_len > max_len {
-        return Err(FrameError::TooLarge { tag, len: total_len, max: max_len });
+        return Err(FrameError::TooLarge {
+            tag,
+            len: total_len,
+            max: max_len,
+        });
     }
     Ok(Some(FrameHeader { tag, total_len }))
 }
@@ -55,7 +62,10 @@ pub fn peek_header(buf: &[u8], max_len: usize) -> Result<Option<FrameHeader>, Fr
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scan {
     /// The next `len` bytes pass through untouched; `header` is set when they start a new frame.
-    Pass { len: usize, header: Option<FrameHeader> },
+    Pass {
+        len: usize,
+        header: Option<FrameHeader>,
+    },
     /// A complete frame the caller asked to see is at the current position.
     Frame(FrameHeader),
     /// Nothing more can be decided until more bytes arrive.
@@ -134,11 +144,20 @@ mod tests {
         let wants = |t| t == b'Z';
         assert_eq!(
             s.next(&buf, 1 << 20, wants).unwrap(),
-            Scan::Pass { len: 13, header: Some(FrameHeader { tag: b'D', total_len: 13 }) }
+            Scan::Pass {
+                len: 13,
+                header: Some(FrameHeader {
+                    tag: b'D',
+                    total_len: 13
+                })
+            }
         );
         assert_eq!(
             s.next(&buf[13..], 1 << 20, wants).unwrap(),
-            Scan::Frame(FrameHeader { tag: b'Z', total_len: 6 })
+            Scan::Frame(FrameHeader {
+                tag: b'Z',
+                total_len: 6
+            })
         );
     }
 
@@ -147,10 +166,25 @@ mod tests {
         let big = frame(b'd', &[7u8; 100]);
         let mut s = FrameScanner::new();
         let first = s.next(&big[..40], 1 << 20, |_| false).unwrap();
-        assert_eq!(first, Scan::Pass { len: 40, header: Some(FrameHeader { tag: b'd', total_len: 105 }) });
+        assert_eq!(
+            first,
+            Scan::Pass {
+                len: 40,
+                header: Some(FrameHeader {
+                    tag: b'd',
+                    total_len: 105
+                })
+            }
+        );
         assert!(!s.at_boundary());
         assert_eq!(s.next(&[], 1 << 20, |_| false).unwrap(), Scan::NeedMore);
-        assert_eq!(s.next(&big[40..], 1 << 20, |_| false).unwrap(), Scan::Pass { len: 65, header: None });
+        assert_eq!(
+            s.next(&big[40..], 1 << 20, |_| false).unwrap(),
+            Scan::Pass {
+                len: 65,
+                header: None
+            }
+        );
         assert!(s.at_boundary());
     }
 
@@ -175,7 +209,11 @@ mod tests {
         );
         assert_eq!(
             s.next(&frame(b'Q', &[1; 200]), 100, |_| false),
-            Err(FrameError::TooLarge { tag: b'Q', len: 205, max: 100 })
+            Err(FrameError::TooLarge {
+                tag: b'Q',
+                len: 205,
+                max: 100
+            })
         );
     }
 }

@@ -61,17 +61,26 @@ pub fn auth_ok(buf: &mut BytesMut) {
 
 /// AuthenticationSASL offering SCRAM-SHA-256 (no channel binding variant).
 pub fn auth_sasl(buf: &mut BytesMut) {
-    put(buf, &Authentication::SASL(vec!["SCRAM-SHA-256".to_string()]));
+    put(
+        buf,
+        &Authentication::SASL(vec!["SCRAM-SHA-256".to_string()]),
+    );
 }
 
 /// AuthenticationSASLContinue carrying the server-first-message.
 pub fn auth_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
-    put(buf, &Authentication::SASLContinue(bytes::Bytes::copy_from_slice(data)));
+    put(
+        buf,
+        &Authentication::SASLContinue(bytes::Bytes::copy_from_slice(data)),
+    );
 }
 
 /// AuthenticationSASLFinal carrying the server-final-message.
 pub fn auth_sasl_final(buf: &mut BytesMut, data: &[u8]) {
-    put(buf, &Authentication::SASLFinal(bytes::Bytes::copy_from_slice(data)));
+    put(
+        buf,
+        &Authentication::SASLFinal(bytes::Bytes::copy_from_slice(data)),
+    );
 }
 
 /// AuthenticationMD5Password with a 4-byte salt.
@@ -81,12 +90,18 @@ pub fn auth_md5(buf: &mut BytesMut, salt: [u8; 4]) {
 
 /// ParameterStatus(name, value).
 pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
-    put(buf, &ParameterStatus::new(name.to_string(), value.to_string()));
+    put(
+        buf,
+        &ParameterStatus::new(name.to_string(), value.to_string()),
+    );
 }
 
 /// BackendKeyData with the proxy-issued cancel key.
 pub fn backend_key_data(buf: &mut BytesMut, process_id: i32, secret: i32) {
-    put(buf, &BackendKeyData::new(process_id, SecretKey::I32(secret)));
+    put(
+        buf,
+        &BackendKeyData::new(process_id, SecretKey::I32(secret)),
+    );
 }
 
 /// NegotiateProtocolVersion: we speak 3.0 and none of the `_pq_` options the client asked for.

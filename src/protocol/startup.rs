@@ -86,25 +86,38 @@ pub async fn read_packet<S: AsyncRead + Unpin>(
     max_packet_size: usize,
 ) -> Result<Vec<u8>, StartupError> {
     let mut len_bytes = [0u8; 4];
-    stream.read_exact(&mut len_bytes).await.map_err(|_| StartupError::Eof)?;
+    stream
+        .read_exact(&mut len_bytes)
+        .await
+        .map_err(|_| StartupError::Eof)?;
     let len = i32::from_be_bytes(len_bytes);
     if len < 8 {
         return Err(StartupError::BadLength(len.into()));
     }
     let len = len as usize;
     if len > max_packet_size {
-        return Err(StartupError::TooLarge { len, max: max_packet_size });
+        return Err(StartupError::TooLarge {
+            len,
+            max: max_packet_size,
+        });
     }
     let mut packet = vec![0u8; len];
     packet[..4].copy_from_slice(&len_bytes);
-    stream.read_exact(&mut packet[4..]).await.map_err(|_| StartupError::Eof)?;
+    stream
+        .read_exact(&mut packet[4..])
+        .await
+        .map_err(|_| StartupError::Eof)?;
     Ok(packet)
 }
 
 /// Parses a packet returned by [`read_packet`].
 pub fn parse_packet(packet: &[u8], limits: StartupLimits) -> Result<InitialPacket, StartupError> {
-    let (_, rest) = packet.split_first_chunk::<4>().ok_or(StartupError::Malformed("short"))?;
-    let (code, body) = rest.split_first_chunk::<4>().ok_or(StartupError::Malformed("short"))?;
+    let (_, rest) = packet
+        .split_first_chunk::<4>()
+        .ok_or(StartupError::Malformed("short"))?;
+    let (code, body) = rest
+        .split_first_chunk::<4>()
+        .ok_or(StartupError::Malformed("short"))?;
     let code = i32::from_be_bytes(*code);
     match (code, body.len()) {
         (SSL_REQUEST_CODE, 0) => Ok(InitialPacket::SslRequest),
@@ -113,19 +126,26 @@ pub fn parse_packet(packet: &[u8], limits: StartupLimits) -> Result<InitialPacke
             process_id: i32::from_be_bytes([body[0], body[1], body[2], body[3]]),
             secret_key: i32::from_be_bytes([body[4], body[5], body[6], body[7]]),
         }),
-        (SSL_REQUEST_CODE | GSSENC_REQUEST_CODE | CANCEL_REQUEST_CODE, _) => {
-            Err(StartupError::Malformed("request packet with unexpected length"))
-        }
+        (SSL_REQUEST_CODE | GSSENC_REQUEST_CODE | CANCEL_REQUEST_CODE, _) => Err(
+            StartupError::Malformed("request packet with unexpected length"),
+        ),
         _ => parse_startup(code, body, limits).map(InitialPacket::Startup),
     }
 }
 
-fn parse_startup(version: i32, body: &[u8], limits: StartupLimits) -> Result<StartupParams, StartupError> {
+fn parse_startup(
+    version: i32,
+    body: &[u8],
+    limits: StartupLimits,
+) -> Result<StartupParams, StartupError> {
     let (major, minor) = (version >> 16, version & 0xffff);
     if major != PROTOCOL_MAJOR_3 {
         return Err(StartupError::UnsupportedProtocol { major, minor });
     }
-    let mut startup = StartupParams { minor_version: minor as u16, ..StartupParams::default() };
+    let mut startup = StartupParams {
+        minor_version: minor as u16,
+        ..StartupParams::default()
+    };
     let mut rest = body;
     let mut count = 0;
     loop {
@@ -136,7 +156,9 @@ fn parse_startup(version: i32, body: &[u8], limits: StartupLimits) -> Result<Sta
         let (value, after) = take_cstr(after).ok_or(StartupError::Malformed("missing value"))?;
         count += 1;
         if count > limits.max_parameters {
-            return Err(StartupError::TooManyParameters { max: limits.max_parameters });
+            return Err(StartupError::TooManyParameters {
+                max: limits.max_parameters,
+            });
         }
         startup.accept(name, value)?;
         rest = after;
@@ -167,7 +189,10 @@ impl StartupParams {
 
     /// The value of a non-user/database startup parameter, if the client sent it.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -175,7 +200,10 @@ impl StartupParams {
 mod tests {
     use super::*;
 
-    const LIMITS: StartupLimits = StartupLimits { max_packet_size: 10_000, max_parameters: 4 };
+    const LIMITS: StartupLimits = StartupLimits {
+        max_packet_size: 10_000,
+        max_parameters: 4,
+    };
 
     fn packet(code: i32, body: &[u8]) -> Vec<u8> {
         let mut v = ((body.len() + 8) as i32).to_be_bytes().to_vec();
@@ -186,12 +214,21 @@ mod tests {
 
     #[test]
     fn parses_requests() {
-        assert_eq!(parse_packet(&packet(SSL_REQUEST_CODE, b""), LIMITS), Ok(InitialPacket::SslRequest));
-        assert_eq!(parse_packet(&packet(GSSENC_REQUEST_CODE, b""), LIMITS), Ok(InitialPacket::GssEncRequest));
+        assert_eq!(
+            parse_packet(&packet(SSL_REQUEST_CODE, b""), LIMITS),
+            Ok(InitialPacket::SslRequest)
+        );
+        assert_eq!(
+            parse_packet(&packet(GSSENC_REQUEST_CODE, b""), LIMITS),
+            Ok(InitialPacket::GssEncRequest)
+        );
         let cancel = packet(CANCEL_REQUEST_CODE, &[0, 0, 0, 9, 0, 0, 1, 0]);
         assert_eq!(
             parse_packet(&cancel, LIMITS),
-            Ok(InitialPacket::Cancel { process_id: 9, secret_key: 256 })
+            Ok(InitialPacket::Cancel {
+                process_id: 9,
+                secret_key: 256
+            })
         );
         assert!(parse_packet(&packet(CANCEL_REQUEST_CODE, &[0, 0]), LIMITS).is_err());
     }
@@ -209,11 +246,16 @@ mod tests {
 
     #[test]
     fn database_defaults_to_user_and_user_is_required() {
-        let Ok(InitialPacket::Startup(s)) = parse_packet(&packet(196_608, b"user\0app\0\0"), LIMITS) else {
+        let Ok(InitialPacket::Startup(s)) =
+            parse_packet(&packet(196_608, b"user\0app\0\0"), LIMITS)
+        else {
             panic!("startup expected");
         };
         assert_eq!(s.database, "app");
-        assert_eq!(parse_packet(&packet(196_608, b"\0"), LIMITS), Err(StartupError::MissingUser));
+        assert_eq!(
+            parse_packet(&packet(196_608, b"\0"), LIMITS),
+            Err(StartupError::MissingUser)
+        );
     }
 
     #[test]
@@ -229,7 +271,10 @@ mod tests {
             Err(StartupError::TooManyParameters { max: 4 })
         );
         assert_eq!(
-            parse_packet(&packet(196_608, b"user\0u\0replication\0database\0\0"), LIMITS),
+            parse_packet(
+                &packet(196_608, b"user\0u\0replication\0database\0\0"),
+                LIMITS
+            ),
             Err(StartupError::Replication)
         );
     }
@@ -237,10 +282,19 @@ mod tests {
     #[tokio::test]
     async fn read_packet_enforces_limits() {
         let mut big: &[u8] = &[0, 0, 0x30, 0, 1, 2];
-        assert!(matches!(read_packet(&mut big, 10_000).await, Err(StartupError::TooLarge { .. })));
+        assert!(matches!(
+            read_packet(&mut big, 10_000).await,
+            Err(StartupError::TooLarge { .. })
+        ));
         let mut tiny: &[u8] = &[0, 0, 0, 4];
-        assert_eq!(read_packet(&mut tiny, 10_000).await, Err(StartupError::BadLength(4)));
+        assert_eq!(
+            read_packet(&mut tiny, 10_000).await,
+            Err(StartupError::BadLength(4))
+        );
         let mut short: &[u8] = &[0, 0, 0, 12, 1];
-        assert_eq!(read_packet(&mut short, 10_000).await, Err(StartupError::Eof));
+        assert_eq!(
+            read_packet(&mut short, 10_000).await,
+            Err(StartupError::Eof)
+        );
     }
 }

@@ -15,8 +15,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::{BackendTarget, ServerError};
-use crate::stream::MaybeTls;
 use crate::config::BackendTlsMode;
+use crate::stream::MaybeTls;
 
 /// Keepalive probes detect backends that vanished without a FIN (failover, network partition).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
@@ -30,9 +30,7 @@ pub type ServerStream = MaybeTls<TlsStream<TcpStream>>;
 pub(super) async fn establish(target: &BackendTarget) -> Result<ServerStream, ServerError> {
     let tcp = tcp_connect(target).await?;
     match (target.tls_mode, &target.tls) {
-        (BackendTlsMode::Disable, _) | (BackendTlsMode::Prefer, None) => {
-            Ok(MaybeTls::Plain(tcp))
-        }
+        (BackendTlsMode::Disable, _) | (BackendTlsMode::Prefer, None) => Ok(MaybeTls::Plain(tcp)),
         (mode, None) => Err(ServerError::Tls(io::Error::other(format!(
             "tls_mode {mode:?} but no TLS client configuration was built"
         )))),

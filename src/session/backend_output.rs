@@ -9,7 +9,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::expect::Route;
 use super::held::Held;
-use super::relay::{error_fields, max_backend_message, parameter_status, ready_status, Exit, Relay};
+use super::relay::{
+    error_fields, max_backend_message, parameter_status, ready_status, Exit, Relay,
+};
 use crate::protocol::frame::{FrameHeader, Scan};
 
 fn wants_body(tag: u8) -> bool {
@@ -24,13 +26,20 @@ struct Cursor {
 
 /// Processes everything complete in the held backend's read buffer.
 pub async fn process(relay: &mut Relay) -> Result<(), Exit> {
-    let mut cursor = Cursor { pos: 0, forward_from: 0 };
+    let mut cursor = Cursor {
+        pos: 0,
+        forward_from: 0,
+    };
     loop {
         let Some(held) = relay.held.as_mut() else {
             return Ok(());
         };
         let Held { scan, checkout, .. } = held;
-        let scan = scan.next(&checkout.conn.read_buf[cursor.pos..], max_backend_message(), wants_body);
+        let scan = scan.next(
+            &checkout.conn.read_buf[cursor.pos..],
+            max_backend_message(),
+            wants_body,
+        );
         let scan = scan.map_err(|e| relay_error(&relay.pool, e))?;
         match scan {
             Scan::NeedMore => break,
@@ -66,7 +75,12 @@ pub async fn process(relay: &mut Relay) -> Result<(), Exit> {
 
 /// Moves past `len` bytes that go `route`: forwarded bytes extend the pending run; swallowed
 /// bytes end it.
-async fn advance(relay: &mut Relay, cursor: &mut Cursor, len: usize, route: Route) -> Result<(), Exit> {
+async fn advance(
+    relay: &mut Relay,
+    cursor: &mut Cursor,
+    len: usize,
+    route: Route,
+) -> Result<(), Exit> {
     if route == Route::Swallow {
         flush(relay, cursor).await?;
         cursor.pos += len;
@@ -82,7 +96,12 @@ async fn flush(relay: &mut Relay, cursor: &mut Cursor) -> Result<(), Exit> {
     if cursor.forward_from == cursor.pos {
         return Ok(());
     }
-    let Relay { client, held, bytes_out, .. } = relay;
+    let Relay {
+        client,
+        held,
+        bytes_out,
+        ..
+    } = relay;
     if let Some(held) = held.as_mut() {
         let run = &held.conn().read_buf[cursor.forward_from..cursor.pos];
         client.write_all(run).await.map_err(|_| Exit::ClientGone)?;
@@ -93,15 +112,29 @@ async fn flush(relay: &mut Relay, cursor: &mut Cursor) -> Result<(), Exit> {
 }
 
 async fn write_client(relay: &mut Relay, bytes: &[u8]) -> Result<(), Exit> {
-    relay.client.write_all(bytes).await.map_err(|_| Exit::ClientGone)?;
+    relay
+        .client
+        .write_all(bytes)
+        .await
+        .map_err(|_| Exit::ClientGone)?;
     relay.bytes_out += bytes.len() as u64;
     Ok(())
 }
 
 /// Decodes a frame the proxy must understand; returns its route and any synthesized replies
 /// that become due after it.
-fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<(Route, Vec<Bytes>), Exit> {
-    let Relay { held, params, pool, ctx, .. } = relay;
+fn on_frame(
+    relay: &mut Relay,
+    cursor: &Cursor,
+    header: FrameHeader,
+) -> Result<(Route, Vec<Bytes>), Exit> {
+    let Relay {
+        held,
+        params,
+        pool,
+        ctx,
+        ..
+    } = relay;
     let Some(held) = held.as_mut() else {
         return Ok((Route::Forward, Vec::new()));
     };
@@ -109,7 +142,8 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<(
     let range = cursor.pos..cursor.pos + header.total_len;
     match header.tag {
         b'Z' => {
-            let status = ready_status(&held.conn().read_buf[range]).map_err(|e| relay_error(pool, e))?;
+            let status =
+                ready_status(&held.conn().read_buf[range]).map_err(|e| relay_error(pool, e))?;
             held.status = status;
             held.copy_in = false;
             let completed = held.queue.complete();
@@ -126,7 +160,8 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<(
         }
         b'S' => {
             let conn = held.conn();
-            let (name, value) = parameter_status(&conn.read_buf[range]).map_err(|e| relay_error(pool, e))?;
+            let (name, value) =
+                parameter_status(&conn.read_buf[range]).map_err(|e| relay_error(pool, e))?;
             let (name, value) = (name.to_string(), value.to_string());
             if route == Route::Forward {
                 params.observe(&name, &value);
@@ -135,7 +170,8 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<(
             Ok((route, Vec::new()))
         }
         _ => {
-            let fields = error_fields(&held.conn().read_buf[range]).map_err(|e| relay_error(pool, e))?;
+            let fields =
+                error_fields(&held.conn().read_buf[range]).map_err(|e| relay_error(pool, e))?;
             if route == Route::Forward {
                 ctx.metrics.count_error(&fields.sqlstate);
             } else {
@@ -148,5 +184,8 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<(
 
 fn relay_error(pool: &crate::pool::BackendPool, e: impl std::fmt::Display) -> Exit {
     pool.mark_backend_lost();
-    Exit::BackendLost(format!("invalid message from backend \"{}\": {e}", pool.database))
+    Exit::BackendLost(format!(
+        "invalid message from backend \"{}\": {e}",
+        pool.database
+    ))
 }

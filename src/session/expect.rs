@@ -40,12 +40,18 @@ pub struct ExpectQueue {
 impl ExpectQueue {
     /// A request whose answers go to the client.
     pub fn push_forward(&mut self) {
-        self.items.push_back(Expect::Reply { route: Route::Forward, since: Instant::now() });
+        self.items.push_back(Expect::Reply {
+            route: Route::Forward,
+            since: Instant::now(),
+        });
     }
 
     /// A request injected by pgferry whose answers the client must never see.
     pub fn push_swallow(&mut self) {
-        self.items.push_back(Expect::Reply { route: Route::Swallow, since: Instant::now() });
+        self.items.push_back(Expect::Reply {
+            route: Route::Swallow,
+            since: Instant::now(),
+        });
     }
 
     /// A reply pgferry produces itself, due once everything before it is answered.
@@ -128,7 +134,10 @@ mod tests {
         q.push_forward();
         assert!(q.take_due().is_empty());
         assert!(q.complete().is_some());
-        assert_eq!(q.take_due(), vec![Bytes::from_static(b"1"), Bytes::from_static(b"2")]);
+        assert_eq!(
+            q.take_due(),
+            vec![Bytes::from_static(b"1"), Bytes::from_static(b"2")]
+        );
         assert_eq!(q.len(), 1);
     }
 }

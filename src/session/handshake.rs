@@ -63,7 +63,8 @@ async fn direct_tls(tcp: TcpStream, ctx: &SessionContext) -> Opened {
     ctx.metrics.tls_handshake(TlsKind::Direct, true);
     let mut stream = MaybeTls::Tls(Box::new(tls));
     if !alpn_is_postgresql(&stream) {
-        let msg = "received direct SSL connection request without ALPN protocol negotiation extension";
+        let msg =
+            "received direct SSL connection request without ALPN protocol negotiation extension";
         return refuse(&mut stream, ctx, sqlstate::PROTOCOL_VIOLATION, msg).await;
     }
     negotiate(stream, ctx).await
@@ -101,8 +102,14 @@ async fn negotiate(mut stream: ClientStream, ctx: &SessionContext) -> Opened {
                     return Opened::Closed;
                 }
             }
-            Ok(InitialPacket::Cancel { process_id, secret_key }) => {
-                return Opened::Cancel(CancelKey { process_id, secret_key })
+            Ok(InitialPacket::Cancel {
+                process_id,
+                secret_key,
+            }) => {
+                return Opened::Cancel(CancelKey {
+                    process_id,
+                    secret_key,
+                })
             }
             Ok(InitialPacket::Startup(params)) => return admit(stream, params, ctx).await,
             Ok(_) => {
@@ -132,7 +139,13 @@ async fn answer_ssl_request(stream: ClientStream, ctx: &SessionContext) -> Optio
     if has_buffered_bytes(&tcp).await {
         ctx.metrics.client_rejected(RejectReason::BadStartup);
         let mut stream = MaybeTls::Plain(tcp);
-        refuse(&mut stream, ctx, sqlstate::PROTOCOL_VIOLATION, "received unencrypted data after SSL request").await;
+        refuse(
+            &mut stream,
+            ctx,
+            sqlstate::PROTOCOL_VIOLATION,
+            "received unencrypted data after SSL request",
+        )
+        .await;
         return None;
     }
     let Some(acceptor) = ctx.tls_acceptor() else {
@@ -166,24 +179,37 @@ async fn has_buffered_bytes(tcp: &TcpStream) -> bool {
     .await
 }
 
-async fn refuse_startup(stream: &mut ClientStream, ctx: &SessionContext, error: &StartupError) -> Opened {
+async fn refuse_startup(
+    stream: &mut ClientStream,
+    ctx: &SessionContext,
+    error: &StartupError,
+) -> Opened {
     ctx.metrics.client_rejected(RejectReason::BadStartup);
     refuse(stream, ctx, error.sqlstate(), &error.to_string()).await
 }
 
 /// Sends a FATAL error and reports the connection as closed.
-pub async fn refuse(stream: &mut ClientStream, ctx: &SessionContext, code: &str, message: &str) -> Opened {
+pub async fn refuse(
+    stream: &mut ClientStream,
+    ctx: &SessionContext,
+    code: &str,
+    message: &str,
+) -> Opened {
     tracing::info!(sqlstate = code, message, "refusing client");
     send_fatal(stream, ctx, code, message).await;
     Opened::Closed
 }
 
 /// Writes a FATAL ErrorResponse and flushes; failures are irrelevant as the session ends.
-pub async fn send_fatal(stream: &mut ClientStream, ctx: &SessionContext, code: &str, message: &str) {
+pub async fn send_fatal(
+    stream: &mut ClientStream,
+    ctx: &SessionContext,
+    code: &str,
+    message: &str,
+) {
     let mut buf = BytesMut::new();
     messages::error_response(&mut buf, Severity::Fatal, code, message);
     ctx.metrics.count_error(code);
     let _ = stream.write_all(&buf).await;
     let _ = stream.shutdown().await;
 }
-

@@ -81,5 +81,8 @@ impl Held {
 
 /// Message types a client may send once the session is established.
 pub fn is_frontend_tag(tag: u8) -> bool {
-    matches!(tag, b'B' | b'C' | b'd' | b'c' | b'f' | b'D' | b'E' | b'H' | b'F' | b'P' | b'Q' | b'S' | b'X')
+    matches!(
+        tag,
+        b'B' | b'C' | b'd' | b'c' | b'f' | b'D' | b'E' | b'H' | b'F' | b'P' | b'Q' | b'S' | b'X'
+    )
 }

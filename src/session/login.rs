@@ -25,14 +25,22 @@ const MAX_AUTH_MESSAGE: usize = 16 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error("{message}")]
-    Refused { sqlstate: &'static str, message: String, metric: LoginResult },
+    Refused {
+        sqlstate: &'static str,
+        message: String,
+        metric: LoginResult,
+    },
     #[error("client closed the connection during authentication")]
     Gone,
 }
 
 impl LoginError {
     fn refused(sqlstate: &'static str, message: String, metric: LoginResult) -> Self {
-        LoginError::Refused { sqlstate, message, metric }
+        LoginError::Refused {
+            sqlstate,
+            message,
+            metric,
+        }
     }
 }
 
@@ -44,11 +52,19 @@ pub async fn authenticate<'a>(
 ) -> Result<&'a UserAuth, LoginError> {
     if !ctx.pools.has_database(&startup.database) {
         let message = format!("database \"{}\" does not exist", startup.database);
-        return Err(LoginError::refused(sqlstate::INVALID_CATALOG_NAME, message, LoginResult::UnknownDatabase));
+        return Err(LoginError::refused(
+            sqlstate::INVALID_CATALOG_NAME,
+            message,
+            LoginResult::UnknownDatabase,
+        ));
     }
     let Some(user) = ctx.users.get(&startup.user) else {
         let message = format!("role \"{}\" does not exist", startup.user);
-        return Err(LoginError::refused(sqlstate::INVALID_AUTHORIZATION, message, LoginResult::AuthFailed));
+        return Err(LoginError::refused(
+            sqlstate::INVALID_AUTHORIZATION,
+            message,
+            LoginResult::AuthFailed,
+        ));
     };
     if ctx.config.auth.allow_md5 && user.md5.is_some() {
         md5_login(stream, user).await?;
@@ -64,7 +80,11 @@ fn wrong_password(user: &UserAuth) -> LoginError {
 }
 
 fn malformed(what: impl std::fmt::Display) -> LoginError {
-    LoginError::refused(sqlstate::PROTOCOL_VIOLATION, format!("invalid authentication message: {what}"), LoginResult::Error)
+    LoginError::refused(
+        sqlstate::PROTOCOL_VIOLATION,
+        format!("invalid authentication message: {what}"),
+        LoginResult::Error,
+    )
 }
 
 async fn scram_login(stream: &mut ClientStream, user: &UserAuth) -> Result<(), LoginError> {
@@ -74,16 +94,21 @@ async fn scram_login(stream: &mut ClientStream, user: &UserAuth) -> Result<(), L
     let first = read_password_message(stream).await?;
     let (mechanism, client_first) = decode::sasl_initial_response(&first).map_err(malformed)?;
     if mechanism != "SCRAM-SHA-256" {
-        return Err(malformed(format!("unsupported SASL mechanism \"{mechanism}\"")));
+        return Err(malformed(format!(
+            "unsupported SASL mechanism \"{mechanism}\""
+        )));
     }
     let mut exchange = ScramExchange::new(&user.scram);
-    let server_first = exchange.client_first(client_first).map_err(|e| scram_error(e, user))?;
+    let server_first = exchange
+        .client_first(client_first)
+        .map_err(|e| scram_error(e, user))?;
     out.clear();
     messages::auth_sasl_continue(&mut out, &server_first);
     send(stream, &out).await?;
     let final_frame = read_password_message(stream).await?;
-    let server_final =
-        exchange.client_final(decode::password_body(&final_frame)).map_err(|e| scram_error(e, user))?;
+    let server_final = exchange
+        .client_final(decode::password_body(&final_frame))
+        .map_err(|e| scram_error(e, user))?;
     out.clear();
     messages::auth_sasl_final(&mut out, &server_final);
     send(stream, &out).await
@@ -119,13 +144,23 @@ async fn send(stream: &mut ClientStream, bytes: &[u8]) -> Result<(), LoginError>
 /// Reads one PasswordMessage-family frame ('p'), whole.
 async fn read_password_message(stream: &mut ClientStream) -> Result<Vec<u8>, LoginError> {
     let mut frame = vec![0u8; HEADER_LEN];
-    stream.read_exact(&mut frame).await.map_err(|_| LoginError::Gone)?;
-    let header = peek_header(&frame, MAX_AUTH_MESSAGE).map_err(malformed)?.ok_or(LoginError::Gone)?;
+    stream
+        .read_exact(&mut frame)
+        .await
+        .map_err(|_| LoginError::Gone)?;
+    let header = peek_header(&frame, MAX_AUTH_MESSAGE)
+        .map_err(malformed)?
+        .ok_or(LoginError::Gone)?;
     if header.tag != b'p' {
         let tag = char::from(header.tag);
-        return Err(malformed(format!("expected a password response, got message type '{tag}'")));
+        return Err(malformed(format!(
+            "expected a password response, got message type '{tag}'"
+        )));
     }
     frame.resize(header.total_len, 0);
-    stream.read_exact(&mut frame[HEADER_LEN..]).await.map_err(|_| LoginError::Gone)?;
+    stream
+        .read_exact(&mut frame[HEADER_LEN..])
+        .await
+        .map_err(|_| LoginError::Gone)?;
     Ok(frame)
 }

@@ -50,7 +50,9 @@ pub struct SessionContext {
 
 impl SessionContext {
     fn tls_acceptor(&self) -> Option<&TlsAcceptor> {
-        self.tls.as_ref().filter(|_| self.config.tls.mode != ClientTlsMode::Disable)
+        self.tls
+            .as_ref()
+            .filter(|_| self.config.tls.mode != ClientTlsMode::Disable)
     }
 
     fn tls_mode(&self) -> ClientTlsMode {
@@ -96,7 +98,11 @@ async fn open_session(tcp: TcpStream, ctx: &Arc<SessionContext>) -> Option<Relay
     }
 }
 
-async fn log_in(mut stream: ClientStream, startup: StartupParams, ctx: &Arc<SessionContext>) -> Option<Relay> {
+async fn log_in(
+    mut stream: ClientStream,
+    startup: StartupParams,
+    ctx: &Arc<SessionContext>,
+) -> Option<Relay> {
     let span = tracing::Span::current();
     span.record("user", startup.user.as_str());
     span.record("database", startup.database.as_str());
@@ -108,7 +114,11 @@ async fn log_in(mut stream: ClientStream, startup: StartupParams, ctx: &Arc<Sess
     let pool = match authenticate_and_route(&mut stream, &startup, ctx).await {
         Ok(pool) => pool,
         Err(LoginError::Gone) => return None,
-        Err(LoginError::Refused { sqlstate, message, metric }) => {
+        Err(LoginError::Refused {
+            sqlstate,
+            message,
+            metric,
+        }) => {
             ctx.metrics.login(metric);
             handshake::refuse(&mut stream, ctx, sqlstate, &message).await;
             return None;
@@ -124,11 +134,13 @@ async fn authenticate_and_route(
     ctx: &SessionContext,
 ) -> Result<Arc<BackendPool>, LoginError> {
     login::authenticate(stream, startup, ctx).await?;
-    ctx.pools.route(&startup.database, &startup.user).map_err(|e| LoginError::Refused {
-        sqlstate: crate::protocol::sqlstate::INVALID_AUTHORIZATION,
-        message: e.to_string(),
-        metric: LoginResult::Error,
-    })
+    ctx.pools
+        .route(&startup.database, &startup.user)
+        .map_err(|e| LoginError::Refused {
+            sqlstate: crate::protocol::sqlstate::INVALID_AUTHORIZATION,
+            message: e.to_string(),
+            metric: LoginResult::Error,
+        })
 }
 
 /// Sends AuthenticationOk, the parameter burst, BackendKeyData and ReadyForQuery.

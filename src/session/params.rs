@@ -66,18 +66,30 @@ impl ClientParams {
     /// SQL that makes a backend whose state is `current` (reported params plus what pgferry
     /// applied earlier) match this client, or `None` when it already does. `applied` lists the
     /// non-reported settings pgferry set on that backend; it is updated to the new state.
-    pub fn sync_sql(&self, current: &HashMap<String, String>, applied: &mut HashMap<String, String>) -> Option<String> {
+    pub fn sync_sql(
+        &self,
+        current: &HashMap<String, String>,
+        applied: &mut HashMap<String, String>,
+    ) -> Option<String> {
         let mut sets = Vec::new();
         for (name, value) in &self.desired {
             let have = current.get(name).or_else(|| applied.get(name));
             if have != Some(value) {
-                sets.push(format!("pg_catalog.set_config({}, {}, false)", literal(name), literal(value)));
+                sets.push(format!(
+                    "pg_catalog.set_config({}, {}, false)",
+                    literal(name),
+                    literal(value)
+                ));
                 if !current.contains_key(name) {
                     applied.insert(name.clone(), value.clone());
                 }
             }
         }
-        let stale: Vec<String> = applied.keys().filter(|k| !self.desired.contains_key(*k)).cloned().collect();
+        let stale: Vec<String> = applied
+            .keys()
+            .filter(|k| !self.desired.contains_key(*k))
+            .cloned()
+            .collect();
         let mut sql = String::new();
         if !sets.is_empty() {
             sql = format!("SELECT {};", sets.join(", "));
@@ -124,7 +136,10 @@ fn split_unescaped(text: &str) -> Vec<String> {
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => words.last_mut().into_iter().for_each(|w| w.extend(chars.next())),
+            '\\' => words
+                .last_mut()
+                .into_iter()
+                .for_each(|w| w.extend(chars.next())),
             c if c.is_whitespace() => words.push(String::new()),
             c => words.last_mut().into_iter().for_each(|w| w.push(c)),
         }
@@ -148,15 +163,22 @@ mod tests {
     use super::*;
 
     fn baseline() -> HashMap<String, String> {
-        [("TimeZone", "UTC"), ("application_name", "pgferry"), ("server_version", "15.1")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("TimeZone", "UTC"),
+            ("application_name", "pgferry"),
+            ("server_version", "15.1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     fn startup(params: &[(&str, &str)]) -> StartupParams {
         StartupParams {
-            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..StartupParams::default()
         }
     }
@@ -165,7 +187,10 @@ mod tests {
     fn startup_params_and_options_override_baseline() {
         let p = ClientParams::new(
             &baseline(),
-            &startup(&[("timezone", "Europe/Paris"), ("options", "-c statement_timeout=5s --search-path=a,b")]),
+            &startup(&[
+                ("timezone", "Europe/Paris"),
+                ("options", "-c statement_timeout=5s --search-path=a,b"),
+            ]),
         );
         assert_eq!(p.get("TimeZone"), Some("Europe/Paris"));
         assert_eq!(p.get("statement_timeout"), Some("5s"));
@@ -175,14 +200,26 @@ mod tests {
 
     #[test]
     fn sync_sql_sets_differences_and_resets_stale_settings() {
-        let p = ClientParams::new(&baseline(), &startup(&[("application_name", "it's"), ("statement_timeout", "1s")]));
+        let p = ClientParams::new(
+            &baseline(),
+            &startup(&[("application_name", "it's"), ("statement_timeout", "1s")]),
+        );
         let mut current = baseline();
         let mut applied = HashMap::from([("lock_timeout".to_string(), "2s".to_string())]);
         let sql = p.sync_sql(&current, &mut applied).unwrap();
-        assert!(sql.contains("set_config(E'application_name', E'it''s', false)"), "{sql}");
-        assert!(sql.contains("set_config(E'statement_timeout', E'1s', false)"), "{sql}");
+        assert!(
+            sql.contains("set_config(E'application_name', E'it''s', false)"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("set_config(E'statement_timeout', E'1s', false)"),
+            "{sql}"
+        );
         assert!(sql.ends_with("RESET \"lock_timeout\";"), "{sql}");
-        assert_eq!(applied.get("statement_timeout").map(String::as_str), Some("1s"));
+        assert_eq!(
+            applied.get("statement_timeout").map(String::as_str),
+            Some("1s")
+        );
         current.insert("application_name".into(), "it's".into());
         assert_eq!(p.sync_sql(&current, &mut applied), None);
     }
@@ -200,7 +237,10 @@ mod tests {
     fn options_with_escaped_spaces() {
         assert_eq!(
             parse_options(r"-c application_name=my\ app -cwork_mem=4MB"),
-            vec![("application_name".into(), "my app".into()), ("work_mem".into(), "4MB".into())]
+            vec![
+                ("application_name".into(), "my app".into()),
+                ("work_mem".into(), "4MB".into())
+            ]
         );
     }
 }

@@ -39,7 +39,10 @@ pub enum Exit {
     /// The client sent Terminate.
     Terminated,
     /// pgferry ends the session with this FATAL error.
-    Fatal { sqlstate: &'static str, message: String },
+    Fatal {
+        sqlstate: &'static str,
+        message: String,
+    },
     /// The backend connection failed under the client.
     BackendLost(String),
 }
@@ -76,13 +79,21 @@ impl Relay {
         tracing::debug!(?exit, "session ended");
         match &exit {
             Exit::Fatal { sqlstate, message } => self.send_fatal(sqlstate, message).await,
-            Exit::BackendLost(message) => self.send_fatal(sqlstate::CONNECTION_FAILURE, message).await,
+            Exit::BackendLost(message) => {
+                self.send_fatal(sqlstate::CONNECTION_FAILURE, message).await
+            }
             Exit::ClientGone | Exit::Terminated => {}
         }
         if let Some(held) = self.held.take() {
             let broken = matches!(exit, Exit::BackendLost(_));
             self.cancel.detach();
-            salvage(held, &self.pool, self.ctx.config.limits.server_reset_timeout, broken).await;
+            salvage(
+                held,
+                &self.pool,
+                self.ctx.config.limits.server_reset_timeout,
+                broken,
+            )
+            .await;
         }
     }
 
@@ -100,16 +111,23 @@ impl Relay {
                     self.bytes_in += n as u64;
                     self.on_client_data().await.err()
                 }
-                Event::Server(Ok(0)) => Some(self.backend_lost("the backend closed the connection")),
+                Event::Server(Ok(0)) => {
+                    Some(self.backend_lost("the backend closed the connection"))
+                }
                 Event::Server(Ok(_)) => self.on_server_data().await.err(),
                 Event::Client(Err(_)) => Some(Exit::ClientGone),
                 Event::Server(Err(e)) => Some(self.backend_lost(&e.to_string())),
-                Event::IdleTimeout => Some(fatal(sqlstate::IDLE_SESSION_TIMEOUT, "terminating connection due to idle-session timeout")),
+                Event::IdleTimeout => Some(fatal(
+                    sqlstate::IDLE_SESSION_TIMEOUT,
+                    "terminating connection due to idle-session timeout",
+                )),
                 Event::IdleInTransactionTimeout => Some(fatal(
                     sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
                     "terminating connection due to idle-in-transaction timeout",
                 )),
-                Event::Shutdown => Some(fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down")),
+                Event::Shutdown => {
+                    Some(fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down"))
+                }
             };
             if let Some(exit) = exit {
                 return exit;
@@ -127,7 +145,9 @@ impl Relay {
         let limits = &self.ctx.config.limits;
         let (duration, event): (Duration, fn() -> Event) = match &self.held {
             Some(h) if h.queue.is_empty() && h.status != b'I' => {
-                (limits.idle_transaction_timeout, || Event::IdleInTransactionTimeout)
+                (limits.idle_transaction_timeout, || {
+                    Event::IdleInTransactionTimeout
+                })
             }
             Some(h) if !h.is_idle() => return None,
             _ => (limits.client_idle_timeout, || Event::IdleTimeout),
@@ -146,7 +166,13 @@ impl Relay {
                 None => std::future::pending().await,
             }
         };
-        let Relay { client, client_buf, held, ctx, .. } = self;
+        let Relay {
+            client,
+            client_buf,
+            held,
+            ctx,
+            ..
+        } = self;
         let mut shutdown = ctx.shutdown.clone();
         match held {
             Some(held) => {
@@ -200,7 +226,9 @@ impl Relay {
         let max = self.ctx.config.limits.max_message_size;
         let mut pos = 0;
         loop {
-            let scan = self.client_scan.next(&self.client_buf[pos..], max, |_| false);
+            let scan = self
+                .client_scan
+                .next(&self.client_buf[pos..], max, |_| false);
             match scan {
                 Ok(Scan::NeedMore) => return Ok((pos, false)),
                 Ok(Scan::Pass { len, header }) => {
@@ -210,7 +238,10 @@ impl Relay {
                         }
                         if !is_frontend_tag(header.tag) {
                             let tag = char::from(header.tag);
-                            return Err(fatal(sqlstate::PROTOCOL_VIOLATION, &format!("invalid frontend message type {tag:?}")));
+                            return Err(fatal(
+                                sqlstate::PROTOCOL_VIOLATION,
+                                &format!("invalid frontend message type {tag:?}"),
+                            ));
                         }
                         if let Some(held) = self.held.as_mut() {
                             held.note_client_message(header.tag);
@@ -273,8 +304,12 @@ impl Relay {
 
     /// Byte counters go to Prometheus per transaction, not per message.
     fn flush_byte_counts(&mut self) {
-        self.ctx.metrics.add_client_bytes_received(std::mem::take(&mut self.bytes_in));
-        self.ctx.metrics.add_client_bytes_sent(std::mem::take(&mut self.bytes_out));
+        self.ctx
+            .metrics
+            .add_client_bytes_received(std::mem::take(&mut self.bytes_in));
+        self.ctx
+            .metrics
+            .add_client_bytes_sent(std::mem::take(&mut self.bytes_out));
     }
 
     pub(super) fn backend_lost(&self, detail: &str) -> Exit {
@@ -306,11 +341,13 @@ impl Relay {
     async fn on_server_data(&mut self) -> Result<(), Exit> {
         super::backend_output::process(self).await
     }
-
 }
 
 fn fatal(sqlstate: &'static str, message: &str) -> Exit {
-    Exit::Fatal { sqlstate, message: message.to_string() }
+    Exit::Fatal {
+        sqlstate,
+        message: message.to_string(),
+    }
 }
 
 /// Makes room for the next read so a burst is read with few syscalls.

@@ -115,13 +115,23 @@ async fn drain(held: &mut Held) -> Result<(), ResetError> {
 
 fn consume_buffered(held: &mut Held) -> Result<(), ResetError> {
     loop {
-        let Held { checkout, scan, queue, status, .. } = &mut *held;
+        let Held {
+            checkout,
+            scan,
+            queue,
+            status,
+            ..
+        } = &mut *held;
         let buf = &mut checkout.conn.read_buf;
-        match scan.next(buf, usize::MAX, |t| t == b'Z').map_err(|e| ResetError::Protocol(e.to_string()))? {
+        match scan
+            .next(buf, usize::MAX, |t| t == b'Z')
+            .map_err(|e| ResetError::Protocol(e.to_string()))?
+        {
             Scan::NeedMore => return Ok(()),
             Scan::Pass { len, .. } => buf.advance(len),
             Scan::Frame(header) => {
-                *status = ready_status(&buf[..header.total_len]).map_err(|e| ResetError::Protocol(e.to_string()))?;
+                *status = ready_status(&buf[..header.total_len])
+                    .map_err(|e| ResetError::Protocol(e.to_string()))?;
                 queue.complete();
                 buf.advance(header.total_len);
             }

@@ -12,12 +12,22 @@ pub fn sqlstate(error: &tokio_postgres::Error) -> Option<String> {
 }
 
 /// Asserts `result` failed with `expected` SQLSTATE; returns the server's message.
-pub fn expect_sqlstate<T: std::fmt::Debug>(result: Result<T, tokio_postgres::Error>, expected: &str) -> String {
+pub fn expect_sqlstate<T: std::fmt::Debug>(
+    result: Result<T, tokio_postgres::Error>,
+    expected: &str,
+) -> String {
     match result {
         Ok(value) => panic!("expected SQLSTATE {expected}, got success: {value:?}"),
         Err(error) => {
-            assert_eq!(sqlstate(&error).as_deref(), Some(expected), "unexpected error: {error:?}");
-            error.as_db_error().map(|e| e.message().to_string()).unwrap_or_default()
+            assert_eq!(
+                sqlstate(&error).as_deref(),
+                Some(expected),
+                "unexpected error: {error:?}"
+            );
+            error
+                .as_db_error()
+                .map(|e| e.message().to_string())
+                .unwrap_or_default()
         }
     }
 }
@@ -42,7 +52,9 @@ pub fn ssl_request() -> Vec<u8> {
 }
 
 /// Reads one backend message (tag, body) from a raw socket.
-pub async fn read_message<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<(u8, Vec<u8>)> {
+pub async fn read_message<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Option<(u8, Vec<u8>)> {
     let mut header = [0u8; 5];
     stream.read_exact(&mut header).await.ok()?;
     let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
@@ -68,13 +80,28 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Option<(u8, Vec<u8>
 
 /// GET a path from the proxy's HTTP side port; returns (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("metrics port reachable");
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .expect("metrics port reachable");
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("request sent");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request sent");
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("response read");
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -82,7 +109,10 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }

@@ -1,0 +1,2 @@
+//! Placeholder replaced by the benches helper.
+fn main() {}

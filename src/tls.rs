@@ -266,4 +266,28 @@ mod tests {
         };
         assert!(msg.contains("/nonexistent/pgferry-ca.pem"), "{msg}");
     }
+
+    #[test]
+    fn server_config_loads_pem_and_advertises_alpn() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]);
+        let Ok(cert) = cert else {
+            panic!("rcgen failed");
+        };
+        let dir = std::env::temp_dir().join(format!("pgferry-tls-unit-{}", std::process::id()));
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(dir.join("c.pem"), cert.cert.pem()))
+            .and_then(|_| std::fs::write(dir.join("k.pem"), cert.signing_key.serialize_pem()));
+        assert!(written.is_ok(), "{written:?}");
+        let config = server_config(&dir.join("c.pem"), &dir.join("k.pem"));
+        let swapped = server_config(&dir.join("k.pem"), &dir.join("c.pem"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let Ok(config) = config else {
+            panic!("server_config failed: {:?}", config.err());
+        };
+        assert_eq!(config.alpn_protocols, vec![ALPN_POSTGRESQL.to_vec()]);
+        assert!(matches!(
+            swapped,
+            Err(TlsError::NoCertificates(_) | TlsError::Pem { .. })
+        ));
+    }
 }

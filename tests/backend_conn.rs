@@ -155,8 +155,7 @@ async fn login_errors(pg: &TestPg) {
     missing_db.dbname = "no_such_db".to_string();
     let err = ServerConn::connect(&missing_db)
         .await
-        .err()
-        .expect("unknown db must fail");
+        .expect_err("unknown db must fail");
     assert_eq!(err.sqlstate(), "3D000");
     assert!(matches!(&err, ServerError::Backend { message, .. } if message.contains("no_such_db")));
     let mut no_password = plain(pg, SCRAM_USER);
@@ -184,8 +183,7 @@ async fn unreachable_backends() {
     let started = Instant::now();
     let err = ServerConn::connect(&closed)
         .await
-        .err()
-        .expect("closed port must fail");
+        .expect_err("closed port must fail");
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(matches!(err, ServerError::Connect { .. }), "{err:?}");
     assert_eq!(err.sqlstate(), "08006");
@@ -200,8 +198,7 @@ async fn unreachable_backends() {
     let started = Instant::now();
     let err = ServerConn::connect(&hung)
         .await
-        .err()
-        .expect("silent backend must fail");
+        .expect_err("silent backend must fail");
     assert!(matches!(err, ServerError::Timeout { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(err.sqlstate(), "08006");

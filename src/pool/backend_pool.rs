@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -64,6 +65,24 @@ pub struct BackendPool {
     /// When a backend connection of this pool was last found dead; idle connections created
     /// before then are presumed dead too (backend restart, failover) and are not handed out.
     lost_at: Mutex<Option<Instant>>,
+    /// Clients currently waiting in `checkout` (for `pgferry_pool_waiting_clients`).
+    waiting: AtomicU32,
+}
+
+/// Counts a client as waiting for as long as it is alive.
+struct Waiting<'a>(&'a AtomicU32);
+
+impl<'a> Waiting<'a> {
+    fn new(counter: &'a AtomicU32) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl BackendPool {
@@ -102,6 +121,7 @@ impl BackendPool {
             failures,
             baseline: RwLock::new(None),
             lost_at: Mutex::new(None),
+            waiting: AtomicU32::new(0),
         }
     }
 
@@ -109,6 +129,7 @@ impl BackendPool {
     /// bb8 to hand over an idle connection or open a new one.
     pub async fn checkout(&self) -> Result<Checkout, CheckoutError> {
         let started = Instant::now();
+        let _waiting = Waiting::new(&self.waiting);
         let permit = tokio::time::timeout(
             self.query_wait_timeout,
             Arc::clone(&self.admission).acquire_owned(),
@@ -220,7 +241,7 @@ impl BackendPool {
             max_size: self.size,
             connections: state.connections,
             idle: state.idle_connections,
-            waiting: 0,
+            waiting: self.waiting.load(Ordering::Relaxed),
             pinned: 0,
         }
     }

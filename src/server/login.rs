@@ -225,3 +225,82 @@ fn unexpected_auth(message: &Message) -> ServerError {
 fn protocol(what: &str) -> ServerError {
     ServerError::Protocol(what.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BackendTlsMode;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+
+    fn target() -> BackendTarget {
+        BackendTarget {
+            database: "appdb".into(),
+            host: "localhost".into(),
+            port: 5432,
+            dbname: "appdb".into(),
+            user: "app".into(),
+            password: Some("pw".into()),
+            tls_mode: BackendTlsMode::Disable,
+            tls: None,
+            connect_timeout: Duration::from_secs(5),
+            startup_params: Vec::new(),
+        }
+    }
+
+    /// Plays a backend that answers the StartupMessage with `reply`.
+    async fn login_against(reply: &'static [u8]) -> Result<LoginOutcome, ServerError> {
+        let (mut ours, mut theirs) = tokio::io::duplex(4096);
+        let backend = tokio::spawn(async move {
+            let mut startup = [0u8; 512];
+            let _ = theirs.read(&mut startup).await;
+            let _ = theirs.write_all(reply).await;
+        });
+        let result = login(&mut ours, &target()).await;
+        let _ = backend.await;
+        result
+    }
+
+    #[tokio::test]
+    async fn startup_errors_keep_the_backend_sqlstate() {
+        let reply = b"E\0\0\0\x37SFATAL\0C57P03\0Mthe database system is starting up\0\0";
+        match login_against(reply).await {
+            Err(ServerError::Backend { sqlstate, message }) => {
+                assert_eq!(sqlstate, "57P03");
+                assert_eq!(message, "the database system is starting up");
+            }
+            other => panic!("unexpected: {:?}", other.err()),
+        }
+    }
+
+    #[tokio::test]
+    async fn trust_login_collects_params_key_and_leftover() {
+        let reply = b"R\0\0\0\x08\0\0\0\0S\0\0\0\x19client_encoding\0UTF8\0\
+                      K\0\0\0\x0c\0\0\0\x07\0\0\0\x09Z\0\0\0\x05IN";
+        let Ok(outcome) = login_against(reply).await else {
+            panic!("login failed");
+        };
+        assert_eq!(
+            outcome.params.get("client_encoding").map(String::as_str),
+            Some("UTF8")
+        );
+        assert_eq!(
+            outcome.key,
+            BackendKey {
+                process_id: 7,
+                secret_key: 9
+            }
+        );
+        assert_eq!(&outcome.leftover[..], b"N");
+    }
+
+    #[tokio::test]
+    async fn unsupported_methods_are_named() {
+        let reply = b"R\0\0\0\x08\0\0\0\x07";
+        let err = login_against(reply).await.err();
+        assert!(
+            matches!(err, Some(ServerError::UnsupportedAuth(ref m)) if m == "GSSAPI"),
+            "{err:?}"
+        );
+    }
+}

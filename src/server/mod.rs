@@ -18,7 +18,7 @@ use crate::config::BackendTlsMode;
 
 pub use conn::{send_cancel, ServerConn};
 pub use error::ServerError;
-pub use manager::ServerManager;
+pub use manager::{ServerManager, HEALTH_CHECK_AFTER_IDLE};
 pub use stream::ServerStream;
 
 /// Everything needed to open (and cancel on) connections to one backend as one user; built

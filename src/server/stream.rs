@@ -119,3 +119,61 @@ async fn read_ssl_reply(tcp: &mut TcpStream) -> Result<u8, ServerError> {
     }
     Ok(reply[0])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A fake backend that answers the SSLRequest with `reply` and then waits.
+    async fn target_answering(reply: &'static [u8], mode: BackendTlsMode) -> BackendTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            if let Ok((mut sock, _)) = listener.accept().await {
+                let mut request = [0u8; 8];
+                if sock.read_exact(&mut request).await.is_ok() {
+                    let _ = sock.write_all(reply).await;
+                }
+                let _ = sock.read(&mut request).await;
+            }
+        });
+        BackendTarget {
+            database: "appdb".into(),
+            host: "127.0.0.1".into(),
+            port,
+            dbname: "appdb".into(),
+            user: "u".into(),
+            password: None,
+            tls_mode: mode,
+            tls: crate::tls::client_config(BackendTlsMode::Require, None)
+                .ok()
+                .flatten(),
+            connect_timeout: Duration::from_secs(5),
+            startup_params: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn plaintext_after_ssl_answer_is_refused() {
+        let target = target_answering(b"S\x16\x03\x03", BackendTlsMode::Require).await;
+        assert!(matches!(
+            establish(&target).await,
+            Err(ServerError::Protocol(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn refusal_depends_on_mode() {
+        let target = target_answering(b"N", BackendTlsMode::Require).await;
+        assert!(matches!(
+            establish(&target).await,
+            Err(ServerError::TlsRefused)
+        ));
+        let target = target_answering(b"N", BackendTlsMode::Prefer).await;
+        assert!(matches!(
+            establish(&target).await,
+            Ok(ServerStream::Plain(_))
+        ));
+    }
+}

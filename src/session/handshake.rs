@@ -20,11 +20,10 @@ use crate::protocol::messages::{self, Severity};
 use crate::protocol::sqlstate;
 use crate::protocol::startup::{self, InitialPacket, StartupError, StartupParams};
 use crate::stream::{ClientStream, MaybeTls};
+use crate::tls::ALPN_POSTGRESQL;
 
 /// TLS record type byte of a handshake: what a direct-TLS client sends first.
 const TLS_HANDSHAKE_BYTE: u8 = 0x16;
-/// ALPN protocol name PostgreSQL registers for direct TLS.
-pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 
 /// What the opening of a connection amounted to.
 pub enum Opened {

@@ -20,7 +20,6 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 pub use expect::{ExpectQueue, Route};
-pub use handshake::ALPN_POSTGRESQL;
 pub use params::{parse_options, ClientParams};
 
 use crate::auth::UserStore;

@@ -1,10 +1,15 @@
-//! The ordered queue of responses the backend still owes.
+//! The ordered queue of responses the backend still owes, one entry per client request.
 //!
-//! Every request that ends in a ReadyForQuery (a simple Query, a Sync, a FunctionCall) — from
-//! the client or injected by pgferry — gets an entry, in the order it was sent. Each entry says
-//! what to do with the backend's answers: forward them to the client, or swallow them (pgferry's
-//! own statements). Replies pgferry produces itself are queued as `Synthesize` entries so they
-//! reach the client exactly where PostgreSQL would have put them.
+//! Every frontend message that gets a reply — Parse, Bind, Describe, Execute, Close, Sync, a
+//! simple Query, a FunctionCall — from the client or injected by pgferry, gets an entry, in the
+//! order it was sent. Each entry says what to do with the backend's reply: forward it to the
+//! client or swallow it (pgferry's own messages). Replies pgferry produces itself are queued as
+//! `Synthesize` entries so they reach the client exactly where PostgreSQL would have put them.
+//!
+//! Completion follows the protocol: ParseComplete, BindComplete, CloseComplete, NoData or
+//! RowDescription (Describe), CommandComplete / EmptyQueryResponse / PortalSuspended (Execute),
+//! ReadyForQuery (Sync, Query, FunctionCall). An ErrorResponse to an extended-protocol message
+//! makes the backend skip everything up to the next Sync, so those entries are dropped too.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -18,80 +23,219 @@ pub enum Route {
     Swallow,
 }
 
+/// The kind of request an entry stands for, which decides what completes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Parse,
+    Bind,
+    DescribeStatement,
+    DescribePortal,
+    Execute,
+    Close,
+    Sync,
+    Query,
+    FunctionCall,
+}
+
+impl Request {
+    /// The request a client message of type `tag` makes; `None` for messages without a reply
+    /// (Flush, CopyData, CopyDone, CopyFail, Terminate). `describe_kind` is the first body byte of
+    /// a Describe ('S' statement or 'P' portal).
+    pub fn of_client_message(tag: u8, describe_kind: Option<u8>) -> Option<Request> {
+        Some(match tag {
+            b'P' => Request::Parse,
+            b'B' => Request::Bind,
+            b'D' if describe_kind == Some(b'S') => Request::DescribeStatement,
+            b'D' => Request::DescribePortal,
+            b'E' => Request::Execute,
+            b'C' => Request::Close,
+            b'S' => Request::Sync,
+            b'Q' => Request::Query,
+            b'F' => Request::FunctionCall,
+            _ => return None,
+        })
+    }
+
+    /// Requests answered by ReadyForQuery.
+    pub fn ends_with_ready(self) -> bool {
+        matches!(self, Request::Sync | Request::Query | Request::FunctionCall)
+    }
+
+    /// True if a backend message of type `tag` is the last reply to this request.
+    fn completed_by(self, tag: u8) -> bool {
+        match self {
+            Request::Parse => tag == b'1',
+            Request::Bind => tag == b'2',
+            Request::Close => tag == b'3',
+            Request::DescribeStatement | Request::DescribePortal => matches!(tag, b'T' | b'n'),
+            Request::Execute => matches!(tag, b'C' | b'I' | b's'),
+            Request::Sync | Request::Query | Request::FunctionCall => tag == b'Z',
+        }
+    }
+}
+
+/// A request awaiting its reply.
+#[derive(Debug, Clone)]
+pub struct Pending<A> {
+    pub request: Request,
+    pub route: Route,
+    pub since: Instant,
+    /// What the session must do when the reply arrives (statement bookkeeping, SET tracking).
+    pub action: A,
+}
+
 #[derive(Debug)]
-enum Expect {
-    Reply { route: Route, since: Instant },
+enum Entry<A> {
+    Reply(Pending<A>),
     Synthesize(Bytes),
 }
 
-/// A completed request: how it was routed and when it was sent (for latency metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Completed {
-    pub route: Route,
-    pub since: Instant,
-}
-
-/// Outstanding requests on one backend connection, oldest first.
-#[derive(Debug, Default)]
-pub struct ExpectQueue {
-    items: VecDeque<Expect>,
-}
-
-impl ExpectQueue {
-    /// A request whose answers go to the client.
-    pub fn push_forward(&mut self) {
-        self.items.push_back(Expect::Reply {
-            route: Route::Forward,
-            since: Instant::now(),
-        });
+/// Route of a backend message of type `tag` while `front` is the oldest request.
+fn route_for<A>(front: &Pending<A>, tag: u8) -> Route {
+    match (front.route, tag) {
+        // Notifications are for the client whoever's request is running; errors of an
+        // injected Parse explain why the client's own next message fails.
+        (Route::Swallow, b'A') => Route::Forward,
+        (Route::Swallow, b'E') if front.request == Request::Parse => Route::Forward,
+        (route, _) => route,
     }
+}
 
-    /// A request injected by pgferry whose answers the client must never see.
-    pub fn push_swallow(&mut self) {
-        self.items.push_back(Expect::Reply {
-            route: Route::Swallow,
+/// How a backend message relates to the queue.
+#[derive(Debug)]
+pub struct Outcome<A> {
+    /// Where the message goes.
+    pub route: Route,
+    /// Entries this message completed, oldest first (several when an error skips to Sync).
+    pub completed: Vec<Pending<A>>,
+    /// True when the message is an ErrorResponse that failed `completed[0]`.
+    pub failed: bool,
+}
+
+/// Outstanding requests on one backend connection, oldest first. `A` is the per-request action
+/// the session attaches.
+#[derive(Debug)]
+pub struct ExpectQueue<A> {
+    items: VecDeque<Entry<A>>,
+}
+
+impl<A> Default for ExpectQueue<A> {
+    fn default() -> Self {
+        ExpectQueue {
+            items: VecDeque::new(),
+        }
+    }
+}
+
+impl<A> ExpectQueue<A> {
+    /// A request whose reply goes `route`.
+    pub fn push(&mut self, request: Request, route: Route, action: A) {
+        self.items.push_back(Entry::Reply(Pending {
+            request,
+            route,
             since: Instant::now(),
-        });
+            action,
+        }));
     }
 
     /// A reply pgferry produces itself, due once everything before it is answered.
     pub fn push_synthesized(&mut self, reply: Bytes) {
-        self.items.push_back(Expect::Synthesize(reply));
+        self.items.push_back(Entry::Synthesize(reply));
     }
 
-    /// Routing for backend messages arriving now. Messages with no entry (responses to an
-    /// extended-protocol batch flushed before its Sync) belong to the client.
-    pub fn current_route(&self) -> Route {
-        match self.items.front() {
-            Some(Expect::Reply { route, .. }) => *route,
-            _ => Route::Forward,
+    /// The route a backend message of type `tag` would take now, without completing anything.
+    pub fn route_of_next(&self, tag: u8) -> Route {
+        match self.front() {
+            None => Route::Forward,
+            Some(front) => route_for(front, tag),
         }
     }
 
-    /// A ReadyForQuery arrived: the oldest reply entry is complete.
-    pub fn complete(&mut self) -> Option<Completed> {
+    fn front(&self) -> Option<&Pending<A>> {
+        match self.items.front() {
+            Some(Entry::Reply(pending)) => Some(pending),
+            _ => None,
+        }
+    }
+
+    /// Classifies a backend message by its type byte and completes the requests it answers.
+    pub fn on_backend_message(&mut self, tag: u8) -> Outcome<A> {
+        let Some(front) = self.front() else {
+            return Outcome {
+                route: Route::Forward,
+                completed: Vec::new(),
+                failed: false,
+            };
+        };
+        let (request, route) = (front.request, route_for(front, tag));
+        let mut outcome = Outcome {
+            route,
+            completed: Vec::new(),
+            failed: false,
+        };
+        if tag == b'Z' {
+            self.complete_through_ready(&mut outcome);
+        } else if tag == b'E' && !request.ends_with_ready() {
+            outcome.failed = true;
+            self.complete_skipping_to_sync(&mut outcome);
+        } else if request.completed_by(tag) {
+            outcome.completed.extend(self.pop_reply());
+        }
+        outcome
+    }
+
+    fn pop_reply(&mut self) -> Option<Pending<A>> {
         match self.items.pop_front()? {
-            Expect::Reply { route, since } => Some(Completed { route, since }),
-            Expect::Synthesize(reply) => {
-                // Synthesized entries are drained as soon as they reach the front; keep it.
-                self.items.push_front(Expect::Synthesize(reply));
+            Entry::Reply(pending) => Some(pending),
+            Entry::Synthesize(reply) => {
+                self.items.push_front(Entry::Synthesize(reply));
                 None
             }
         }
     }
 
-    /// Synthesized replies that are now due, in order.
+    /// ReadyForQuery ends the oldest Sync/Query/FunctionCall and anything still before it.
+    fn complete_through_ready(&mut self, outcome: &mut Outcome<A>) {
+        while let Some(entry) = self.items.pop_front() {
+            if let Entry::Reply(pending) = entry {
+                let done = pending.request.ends_with_ready();
+                outcome.route = pending.route;
+                outcome.completed.push(pending);
+                if done {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// An extended-protocol error: the failed request is done and the backend ignores every
+    /// message up to the next Sync, whose ReadyForQuery will still come.
+    fn complete_skipping_to_sync(&mut self, outcome: &mut Outcome<A>) {
+        outcome.completed.extend(self.pop_reply());
+        while let Some(entry) = self.items.front() {
+            match entry {
+                Entry::Reply(p) if p.request == Request::Sync => return,
+                _ => {
+                    if let Some(Entry::Reply(pending)) = self.items.pop_front() {
+                        outcome.completed.push(pending);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Synthesized replies that are now due (everything before them is answered), in order.
     pub fn take_due(&mut self) -> Vec<Bytes> {
         let mut due = Vec::new();
-        while let Some(Expect::Synthesize(_)) = self.items.front() {
-            if let Some(Expect::Synthesize(reply)) = self.items.pop_front() {
+        while let Some(Entry::Synthesize(_)) = self.items.front() {
+            if let Some(Entry::Synthesize(reply)) = self.items.pop_front() {
                 due.push(reply);
             }
         }
         due
     }
 
-    /// Requests still unanswered.
+    /// Entries still unanswered (synthesized ones included).
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -101,9 +245,10 @@ impl ExpectQueue {
         self.items.is_empty()
     }
 
-    /// Forgets everything (the connection is being salvaged or dropped).
-    pub fn clear(&mut self) {
-        self.items.clear();
+    /// Drops every synthesized reply (the client is gone) and returns how many requests remain.
+    pub fn forget_synthesized(&mut self) -> usize {
+        self.items.retain(|e| matches!(e, Entry::Reply(_)));
+        self.items.len()
     }
 }
 
@@ -111,33 +256,101 @@ impl ExpectQueue {
 mod tests {
     use super::*;
 
-    #[test]
-    fn routes_in_order_and_defaults_to_forward() {
+    fn queue(requests: &[(Request, Route)]) -> ExpectQueue<()> {
         let mut q = ExpectQueue::default();
-        assert_eq!(q.current_route(), Route::Forward);
-        q.push_swallow();
-        q.push_forward();
-        assert_eq!(q.current_route(), Route::Swallow);
-        assert_eq!(q.complete().map(|c| c.route), Some(Route::Swallow));
-        assert_eq!(q.current_route(), Route::Forward);
-        assert_eq!(q.complete().map(|c| c.route), Some(Route::Forward));
+        for (request, route) in requests {
+            q.push(*request, *route, ());
+        }
+        q
+    }
+
+    fn kinds(outcome: &Outcome<()>) -> Vec<Request> {
+        outcome.completed.iter().map(|p| p.request).collect()
+    }
+
+    use Request::*;
+    use Route::*;
+
+    #[test]
+    fn extended_batch_completes_message_by_message() {
+        let mut q = queue(&[
+            (Parse, Forward),
+            (Bind, Forward),
+            (DescribePortal, Forward),
+            (Execute, Forward),
+            (Sync, Forward),
+        ]);
+        assert_eq!(kinds(&q.on_backend_message(b'1')), vec![Parse]);
+        assert_eq!(kinds(&q.on_backend_message(b'2')), vec![Bind]);
+        assert_eq!(kinds(&q.on_backend_message(b'T')), vec![DescribePortal]);
+        assert!(q.on_backend_message(b'D').completed.is_empty());
+        assert_eq!(kinds(&q.on_backend_message(b'C')), vec![Execute]);
+        assert_eq!(kinds(&q.on_backend_message(b'Z')), vec![Sync]);
         assert!(q.is_empty());
-        assert_eq!(q.complete(), None);
+    }
+
+    #[test]
+    fn describe_statement_waits_for_row_description_after_parameter_description() {
+        let mut q = queue(&[(DescribeStatement, Forward), (Sync, Forward)]);
+        assert!(q.on_backend_message(b't').completed.is_empty());
+        assert_eq!(kinds(&q.on_backend_message(b'n')), vec![DescribeStatement]);
+    }
+
+    #[test]
+    fn extended_error_skips_to_sync_including_synthesized_replies() {
+        let mut q = queue(&[(Bind, Forward), (Execute, Forward)]);
+        q.push_synthesized(Bytes::from_static(b"1"));
+        q.push(Sync, Forward, ());
+        let outcome = q.on_backend_message(b'E');
+        assert!(outcome.failed);
+        assert_eq!(kinds(&outcome), vec![Bind, Execute]);
+        assert!(
+            q.take_due().is_empty(),
+            "a skipped Parse gets no ParseComplete"
+        );
+        assert_eq!(kinds(&q.on_backend_message(b'Z')), vec![Sync]);
+    }
+
+    #[test]
+    fn query_errors_wait_for_ready_for_query() {
+        let mut q = queue(&[(Query, Forward)]);
+        let outcome = q.on_backend_message(b'E');
+        assert!(!outcome.failed && outcome.completed.is_empty());
+        assert_eq!(kinds(&q.on_backend_message(b'Z')), vec![Query]);
+    }
+
+    #[test]
+    fn swallowed_entries_route_their_replies_but_not_notifications_or_parse_errors() {
+        let mut q = queue(&[
+            (Query, Swallow),
+            (Parse, Swallow),
+            (Bind, Forward),
+            (Sync, Forward),
+        ]);
+        assert_eq!(q.on_backend_message(b'S').route, Swallow);
+        assert_eq!(q.on_backend_message(b'A').route, Forward);
+        assert_eq!(q.on_backend_message(b'Z').route, Swallow);
+        assert_eq!(q.on_backend_message(b'E').route, Forward);
+        assert_eq!(q.on_backend_message(b'Z').route, Forward);
+        assert!(q.is_empty());
     }
 
     #[test]
     fn synthesized_replies_wait_for_earlier_entries() {
-        let mut q = ExpectQueue::default();
-        q.push_forward();
-        q.push_synthesized(Bytes::from_static(b"1"));
-        q.push_synthesized(Bytes::from_static(b"2"));
-        q.push_forward();
+        let mut q = queue(&[(Bind, Forward)]);
+        q.push_synthesized(Bytes::from_static(b"x"));
+        q.push(Sync, Forward, ());
         assert!(q.take_due().is_empty());
-        assert!(q.complete().is_some());
-        assert_eq!(
-            q.take_due(),
-            vec![Bytes::from_static(b"1"), Bytes::from_static(b"2")]
-        );
+        q.on_backend_message(b'2');
+        assert_eq!(q.take_due(), vec![Bytes::from_static(b"x")]);
         assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn messages_without_entries_are_forwarded() {
+        let mut q: ExpectQueue<()> = ExpectQueue::default();
+        let outcome = q.on_backend_message(b'N');
+        assert_eq!(outcome.route, Forward);
+        assert!(outcome.completed.is_empty());
     }
 }

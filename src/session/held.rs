@@ -6,15 +6,15 @@ use crate::pool::Checkout;
 use crate::protocol::frame::FrameScanner;
 use crate::server::ServerConn;
 
-use super::expect::{ExpectQueue, Route};
+use super::expect::{ExpectQueue, Request, Route};
 
 /// A borrowed backend plus what the proxy knows about the conversation on it.
 pub struct Held {
     pub checkout: Checkout,
     /// Scanner over the backend's byte stream.
     pub scan: FrameScanner,
-    /// Requests still awaiting their ReadyForQuery.
-    pub queue: ExpectQueue,
+    /// Requests still awaiting their replies.
+    pub queue: ExpectQueue<Action>,
     /// Last ReadyForQuery status: `I` idle, `T` in transaction, `E` failed transaction.
     pub status: u8,
     /// Extended-protocol messages were sent since the last Sync.
@@ -58,25 +58,35 @@ impl Held {
             && self.checkout.conn.read_buf.is_empty()
     }
 
-    /// Records a client message (by tag) that the relay is about to forward.
-    pub fn note_client_message(&mut self, tag: u8) {
-        match tag {
-            b'Q' | b'F' => self.push_client_request(),
-            b'S' => {
-                self.push_client_request();
-                self.unsynced = false;
-            }
-            b'P' | b'B' | b'D' | b'E' | b'C' => self.unsynced = true,
-            _ => {}
-        }
+    /// Records a client message that the relay is about to forward (`describe_kind`: first
+    /// body byte of a Describe).
+    pub fn note_client_message(&mut self, tag: u8, describe_kind: Option<u8>) {
+        let Some(request) = Request::of_client_message(tag, describe_kind) else {
+            return;
+        };
+        self.note_request(request, Route::Forward, Action::None);
     }
 
-    fn push_client_request(&mut self) {
-        if self.transaction_started.is_none() {
+    /// Queues the reply expectation of a request sent to the backend.
+    pub fn note_request(&mut self, request: Request, route: Route, action: Action) {
+        if route == Route::Forward && self.transaction_started.is_none() {
             self.transaction_started = Some(Instant::now());
         }
-        self.queue.push_forward();
+        match request {
+            Request::Sync => self.unsynced = false,
+            Request::Query | Request::FunctionCall => {}
+            _ => self.unsynced = true,
+        }
+        self.queue.push(request, route, action);
     }
+}
+
+/// What the session does when a request's reply arrives.
+#[derive(Debug, Clone, Default)]
+pub enum Action {
+    /// Nothing beyond routing.
+    #[default]
+    None,
 }
 
 /// Message types a client may send once the session is established.

@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::expect::Route;
-use super::held::{is_frontend_tag, Held};
+use super::expect::{Request, Route};
+use super::held::{is_frontend_tag, Action, Held};
 use super::params::ClientParams;
 use super::reset::salvage;
 use super::SessionContext;
@@ -228,7 +228,7 @@ impl Relay {
         loop {
             let scan = self
                 .client_scan
-                .next(&self.client_buf[pos..], max, |_| false);
+                .next(&self.client_buf[pos..], max, |tag| tag == b'D');
             match scan {
                 Ok(Scan::NeedMore) => return Ok((pos, false)),
                 Ok(Scan::Pass { len, header }) => {
@@ -244,12 +244,21 @@ impl Relay {
                             ));
                         }
                         if let Some(held) = self.held.as_mut() {
-                            held.note_client_message(header.tag);
+                            held.note_client_message(header.tag, None);
                         }
                     }
                     pos += len;
                 }
-                Ok(Scan::Frame(header)) => pos += header.total_len,
+                Ok(Scan::Frame(header)) => {
+                    let kind = self
+                        .client_buf
+                        .get(pos + crate::protocol::frame::HEADER_LEN)
+                        .copied();
+                    if let Some(held) = self.held.as_mut() {
+                        held.note_client_message(header.tag, kind);
+                    }
+                    pos += header.total_len;
+                }
                 Err(e) => return Err(fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string())),
             }
         }
@@ -278,7 +287,7 @@ impl Relay {
                 self.held = Some(held);
                 return Err(self.backend_lost(&e.to_string()));
             }
-            held.queue.push_swallow();
+            held.note_request(Request::Query, Route::Swallow, Action::None);
         }
         self.held = Some(held);
         Ok(())
@@ -327,14 +336,6 @@ impl Relay {
         self.ctx.metrics.count_error(code);
         let _ = self.client.write_all(&buf).await;
         let _ = self.client.shutdown().await;
-    }
-
-    pub(super) fn route_of(held: &Held, tag: u8) -> Route {
-        match (held.queue.current_route(), tag) {
-            // Notifications are for the client whoever's statement is running.
-            (Route::Swallow, b'A') => Route::Forward,
-            (route, _) => route,
-        }
     }
 
     /// Processes backend output: forwards, swallows, and tracks state.

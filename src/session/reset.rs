@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::held::Held;
+use super::expect::{Request, Route};
+use super::held::{Action, Held};
 use crate::config::PoolMode;
 use crate::pool::BackendPool;
 use crate::protocol::decode::ready_status;
@@ -56,7 +57,7 @@ async fn restore(held: &mut Held, pool: &BackendPool) -> Result<bool, ResetError
     if held.is_idle() && pool.mode == PoolMode::Transaction {
         return Ok(true);
     }
-    if !held.queue.is_empty() {
+    if held.queue.forget_synthesized() > 0 {
         if let Err(error) = send_cancel(&pool.target, held.conn().key).await {
             tracing::debug!(%error, "cancel during reset failed");
         }
@@ -67,8 +68,7 @@ async fn restore(held: &mut Held, pool: &BackendPool) -> Result<bool, ResetError
     }
     if held.unsynced {
         messages::sync(&mut out);
-        held.queue.push_swallow();
-        held.unsynced = false;
+        held.note_request(Request::Sync, Route::Swallow, Action::None);
     }
     send(held, &out).await?;
     drain(held).await?;
@@ -93,7 +93,7 @@ async fn run(held: &mut Held, sql: &str) -> Result<(), ResetError> {
     let mut out = BytesMut::new();
     messages::query(&mut out, sql);
     send(held, &out).await?;
-    held.queue.push_swallow();
+    held.note_request(Request::Query, Route::Swallow, Action::None);
     drain(held).await
 }
 
@@ -128,11 +128,16 @@ fn consume_buffered(held: &mut Held) -> Result<(), ResetError> {
             .map_err(|e| ResetError::Protocol(e.to_string()))?
         {
             Scan::NeedMore => return Ok(()),
-            Scan::Pass { len, .. } => buf.advance(len),
+            Scan::Pass { len, header } => {
+                if let Some(header) = header {
+                    queue.on_backend_message(header.tag);
+                }
+                buf.advance(len);
+            }
             Scan::Frame(header) => {
                 *status = ready_status(&buf[..header.total_len])
                     .map_err(|e| ResetError::Protocol(e.to_string()))?;
-                queue.complete();
+                queue.on_backend_message(b'Z');
                 buf.advance(header.total_len);
             }
         }

@@ -116,3 +116,118 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A client speaking the protocol byte by byte, for message sequences real drivers produce but
+/// tokio-postgres does not (Flush without Sync, pipelines across errors). Logs in with md5, so
+/// the proxy under test needs `auth.allow_md5 = true`.
+pub struct RawClient {
+    pub stream: TcpStream,
+}
+
+impl RawClient {
+    /// Connects and logs in; returns once ReadyForQuery arrived.
+    pub async fn login(addr: SocketAddr, user: &str, password: &str, database: &str) -> RawClient {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(&startup_message(user, database)).await.expect("startup");
+        let (tag, body) = read_message(&mut stream).await.expect("auth request");
+        assert_eq!((tag, &body[..4]), (b'R', &[0, 0, 0, 5][..]), "expected an md5 request");
+        let salt = [body[4], body[5], body[6], body[7]];
+        let hash = postgres_protocol::authentication::md5_hash(user.as_bytes(), password.as_bytes(), salt);
+        let mut msg = bytes::BytesMut::new();
+        postgres_protocol::message::frontend::password_message(hash.as_bytes(), &mut msg).expect("encode");
+        stream.write_all(&msg).await.expect("password");
+        let mut client = RawClient { stream };
+        client.read_until_ready().await;
+        client
+    }
+
+    /// Sends raw bytes.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("send");
+    }
+
+    /// Reads `n` messages and returns their type bytes.
+    pub async fn read_tags(&mut self, n: usize) -> Vec<u8> {
+        let mut tags = Vec::new();
+        for _ in 0..n {
+            tags.push(read_message(&mut self.stream).await.expect("message").0);
+        }
+        tags
+    }
+
+    /// Reads messages through the next ReadyForQuery; returns the type bytes.
+    pub async fn read_until_ready(&mut self) -> Vec<u8> {
+        let mut tags = Vec::new();
+        loop {
+            let (tag, _) = read_message(&mut self.stream).await.expect("message before ReadyForQuery");
+            tags.push(tag);
+            if tag == b'Z' {
+                return tags;
+            }
+        }
+    }
+}
+
+/// Frontend message builders for raw tests.
+pub mod frontend {
+    use bytes::BytesMut;
+    use postgres_protocol::message::frontend as fe;
+    use postgres_protocol::IsNull;
+
+    /// Parse of `query` as statement `name` with no parameter types.
+    pub fn parse(buf: &mut BytesMut, name: &str, query: &str) {
+        fe::parse(name, query, std::iter::empty(), buf).expect("parse");
+    }
+
+    /// Bind of statement `statement` to the unnamed portal, no parameters, text results.
+    pub fn bind(buf: &mut BytesMut, statement: &str) {
+        let no_params: [Option<&[u8]>; 0] = [];
+        fe::bind(
+            "",
+            statement,
+            std::iter::empty::<i16>(),
+            no_params.iter(),
+            |value: &Option<&[u8]>, out: &mut BytesMut| match value {
+                Some(v) => {
+                    out.extend_from_slice(v);
+                    Ok(IsNull::No)
+                }
+                None => Ok(IsNull::Yes),
+            },
+            std::iter::empty::<i16>(),
+            buf,
+        )
+        .map_err(|_| "bind")
+        .expect("bind");
+    }
+
+    /// Execute of the unnamed portal, all rows.
+    pub fn execute(buf: &mut BytesMut) {
+        fe::execute("", 0, buf).expect("execute");
+    }
+
+    /// Describe of a statement.
+    pub fn describe_statement(buf: &mut BytesMut, name: &str) {
+        fe::describe(b'S', name, buf).expect("describe");
+    }
+
+    /// Close of a statement.
+    pub fn close_statement(buf: &mut BytesMut, name: &str) {
+        fe::close(b'S', name, buf).expect("close");
+    }
+
+    /// Flush.
+    pub fn flush(buf: &mut BytesMut) {
+        fe::flush(buf);
+    }
+
+    /// Sync.
+    pub fn sync(buf: &mut BytesMut) {
+        fe::sync(buf);
+    }
+
+    /// Simple Query.
+    pub fn query(buf: &mut BytesMut, sql: &str) {
+        fe::query(sql, buf).expect("query");
+    }
+}

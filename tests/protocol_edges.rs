@@ -29,20 +29,31 @@ async fn flush_without_sync_delivers_replies_and_keeps_the_backend() {
     client.send(&buf).await;
     assert_eq!(client.read_tags(4).await, b"12DC".to_vec());
     // The batch is still open: the only backend must stay with this client.
-    let other = connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB).await.unwrap();
+    let other = connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB)
+        .await
+        .unwrap();
     let waiting = tokio::spawn(async move { other.simple_query("SELECT 2").await.map(|_| ()) });
     let series = "pgferry_pool_waiting_clients{database=\"appdb\",user=\"app\"}";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while support::probe::metric(&handle.metrics().encode(), series) < 1.0 {
-        assert!(!waiting.is_finished(), "the other client got the backend while a batch was open");
-        assert!(std::time::Instant::now() < deadline, "the other client never queued");
+        assert!(
+            !waiting.is_finished(),
+            "the other client got the backend while a batch was open"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other client never queued"
+        );
         tokio::task::yield_now().await;
     }
     buf.clear();
     fe::sync(&mut buf);
     client.send(&buf).await;
     assert_eq!(client.read_until_ready().await, b"Z".to_vec());
-    waiting.await.unwrap().expect("backend released after the Sync");
+    waiting
+        .await
+        .unwrap()
+        .expect("backend released after the Sync");
 }
 
 #[tokio::test]
@@ -86,4 +97,34 @@ async fn named_statements_inside_one_transaction_work_in_transaction_mode() {
     fe::query(&mut buf, "COMMIT");
     client.send(&buf).await;
     assert_eq!(client.read_until_ready().await, b"CZ".to_vec());
+}
+
+#[tokio::test]
+async fn a_large_pipeline_read_concurrently_does_not_deadlock() {
+    let (_handle, client) = raw_client(1).await;
+    let (mut reader, mut writer) = client.stream.into_split();
+    const QUERIES: usize = 20_000;
+    let writer = tokio::spawn(async move {
+        let mut buf = BytesMut::new();
+        for _ in 0..QUERIES {
+            fe::query(&mut buf, "SELECT repeat('x', 2000)");
+        }
+        tokio::io::AsyncWriteExt::write_all(&mut writer, &buf)
+            .await
+            .expect("pipeline written");
+        writer
+    });
+    let reading = async {
+        let mut ready = 0;
+        while ready < QUERIES {
+            let (tag, _) = support::probe::read_message(&mut reader)
+                .await
+                .expect("reply");
+            ready += usize::from(tag == b'Z');
+        }
+        ready
+    };
+    let done = tokio::time::timeout(std::time::Duration::from_secs(60), reading).await;
+    assert_eq!(done.expect("pipeline deadlocked in the proxy"), QUERIES);
+    writer.await.unwrap();
 }

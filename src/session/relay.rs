@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::expect::{Request, Route};
 use super::held::{is_frontend_tag, Action, Held};
@@ -204,18 +207,38 @@ impl Relay {
             self.checkout().await?;
         }
         let (forward_len, terminate) = self.scan_client()?;
-        let Some(held) = self.held.as_mut() else {
-            return Ok(());
-        };
         if forward_len > 0 {
-            let data = &self.client_buf[..forward_len];
-            if let Err(e) = held.conn().stream.write_all(data).await {
-                return Err(self.backend_lost(&e.to_string()));
-            }
+            self.write_to_server(forward_len).await?;
             self.client_buf.advance(forward_len);
         }
         if terminate {
             return Err(Exit::Terminated);
+        }
+        Ok(())
+    }
+
+    /// Forwards the first `len` bytes of the client buffer to the backend. While the backend
+    /// does not accept more, its output is read and relayed: a backend blocked writing results
+    /// to us would otherwise never read the rest of a large pipeline or COPY (deadlock).
+    async fn write_to_server(&mut self, len: usize) -> Result<(), Exit> {
+        let mut written = 0;
+        while written < len {
+            let step = {
+                let Some(held) = self.held.as_mut() else {
+                    return Ok(());
+                };
+                let conn = held.conn();
+                let data = &self.client_buf[written..len];
+                write_or_read(&mut conn.stream, &mut conn.read_buf, data).await
+            };
+            match step {
+                Ok(WriteStep::Wrote(n)) => written += n,
+                Ok(WriteStep::Read(0)) => {
+                    return Err(self.backend_lost("the backend closed the connection"))
+                }
+                Ok(WriteStep::Read(_)) => self.on_server_data().await?,
+                Err(e) => return Err(self.backend_lost(&e.to_string())),
+            }
         }
         Ok(())
     }
@@ -349,6 +372,40 @@ fn fatal(sqlstate: &'static str, message: &str) -> Exit {
         sqlstate,
         message: message.to_string(),
     }
+}
+
+/// Progress of [`write_or_read`].
+enum WriteStep {
+    Wrote(usize),
+    Read(usize),
+}
+
+/// Writes some of `data`, or, if the stream accepts nothing right now, reads what it has for us.
+async fn write_or_read<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    read_buf: &mut BytesMut,
+    data: &[u8],
+) -> std::io::Result<WriteStep> {
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = Pin::new(&mut *stream).poll_write(cx, data) {
+            return Poll::Ready(match result {
+                Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
+                other => other.map(WriteStep::Wrote),
+            });
+        }
+        // Slow path only (the backend is not reading): a copy through the stack is fine.
+        let mut chunk = [0u8; 8192];
+        let mut filled = ReadBuf::new(&mut chunk);
+        match Pin::new(&mut *stream).poll_read(cx, &mut filled) {
+            Poll::Ready(Ok(())) => {
+                read_buf.extend_from_slice(filled.filled());
+                Poll::Ready(Ok(WriteStep::Read(filled.filled().len())))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Makes room for the next read so a burst is read with few syscalls.

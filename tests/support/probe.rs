@@ -128,13 +128,22 @@ impl RawClient {
     /// Connects and logs in; returns once ReadyForQuery arrived.
     pub async fn login(addr: SocketAddr, user: &str, password: &str, database: &str) -> RawClient {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream.write_all(&startup_message(user, database)).await.expect("startup");
+        stream
+            .write_all(&startup_message(user, database))
+            .await
+            .expect("startup");
         let (tag, body) = read_message(&mut stream).await.expect("auth request");
-        assert_eq!((tag, &body[..4]), (b'R', &[0, 0, 0, 5][..]), "expected an md5 request");
+        assert_eq!(
+            (tag, &body[..4]),
+            (b'R', &[0, 0, 0, 5][..]),
+            "expected an md5 request"
+        );
         let salt = [body[4], body[5], body[6], body[7]];
-        let hash = postgres_protocol::authentication::md5_hash(user.as_bytes(), password.as_bytes(), salt);
+        let hash =
+            postgres_protocol::authentication::md5_hash(user.as_bytes(), password.as_bytes(), salt);
         let mut msg = bytes::BytesMut::new();
-        postgres_protocol::message::frontend::password_message(hash.as_bytes(), &mut msg).expect("encode");
+        postgres_protocol::message::frontend::password_message(hash.as_bytes(), &mut msg)
+            .expect("encode");
         stream.write_all(&msg).await.expect("password");
         let mut client = RawClient { stream };
         client.read_until_ready().await;
@@ -159,7 +168,9 @@ impl RawClient {
     pub async fn read_until_ready(&mut self) -> Vec<u8> {
         let mut tags = Vec::new();
         loop {
-            let (tag, _) = read_message(&mut self.stream).await.expect("message before ReadyForQuery");
+            let (tag, _) = read_message(&mut self.stream)
+                .await
+                .expect("message before ReadyForQuery");
             tags.push(tag);
             if tag == b'Z' {
                 return tags;

@@ -106,6 +106,7 @@ impl Conv<'_> {
             auth: AuthConfig {
                 allow_md5: raw.auth.allow_md5.unwrap_or(base.auth.allow_md5),
             },
+            pooling: base.pooling.clone(),
             log: LogConfig {
                 format: self.name_or("log.format", raw.log.format, base.log.format)?,
                 level: raw.log.level.unwrap_or(base.log.level),

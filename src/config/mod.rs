@@ -36,8 +36,46 @@ pub struct Config {
     pub tls: ClientTls,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub pooling: PoolingConfig,
     pub users: Vec<UserConfig>,
     pub databases: Vec<DatabaseConfig>,
+}
+
+/// What transaction mode does with statements whose effects outlive a transaction (session
+/// advisory locks, LISTEN, temporary tables, WITH HOLD cursors, SQL PREPARE, LOAD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinningMode {
+    /// Keep the client on its backend for the rest of the session (correct, costs a connection).
+    Pin,
+    /// Do nothing special, as PgBouncer does (the state may leak to other clients or vanish).
+    Ignore,
+    /// Refuse such statements with 0A000 naming the feature, for teams that forbid them.
+    Error,
+}
+
+/// Transaction-pooling behaviour: pinning and prepared-statement memory bounds.
+#[derive(Debug, Clone)]
+pub struct PoolingConfig {
+    /// Default: pin.
+    pub pinning: PinningMode,
+    /// Named prepared statements one client may hold (default 1000); more → 53400.
+    pub max_prepared_statements_per_client: usize,
+    /// Statements kept prepared on one backend connection, LRU (default 500).
+    pub max_prepared_statements_per_server: usize,
+    /// Distinct statements in the process-wide cache before unused ones are dropped
+    /// (default 10000).
+    pub max_cached_statements: usize,
+}
+
+impl Default for PoolingConfig {
+    fn default() -> Self {
+        PoolingConfig {
+            pinning: PinningMode::Pin,
+            max_prepared_statements_per_client: 1000,
+            max_prepared_statements_per_server: 500,
+            max_cached_statements: 10_000,
+        }
+    }
 }
 
 /// Where clients connect.
@@ -249,6 +287,7 @@ impl Config {
                 level: "info".to_string(),
             },
             users: Vec::new(),
+            pooling: PoolingConfig::default(),
             databases: Vec::new(),
         }
     }

@@ -1,0 +1,252 @@
+//! The process-wide statement cache: one server-side name per distinct (query text, parameter
+//! type OIDs), shared by every client and every backend connection.
+//!
+//! Sharing the name is what lets a Parse from one client be answered locally on a backend that
+//! another client already prepared the statement on. Entries are handed out as
+//! `Arc<CachedStatement>`; the client name maps hold those Arcs, so an entry's strong count tells
+//! whether any client still uses it. When the cache grows past its limit, entries only the cache
+//! holds are dropped; entries in use are never dropped, so the cache can exceed its limit by at
+//! most what clients hold (itself bounded by clients × per-client limit).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+
+use super::messages::{build_parse, MsgError};
+
+/// Source of server-side statement numbers, unique for the life of the process (across pools,
+/// so a backend connection can never see two meanings of one name).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The number in a server-side statement name `pgf_<n>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatementId(pub u64);
+
+impl fmt::Display for StatementId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pgf_{}", self.0)
+    }
+}
+
+/// One distinct statement as the servers know it.
+#[derive(Debug)]
+pub struct CachedStatement {
+    pub id: StatementId,
+    /// `pgf_<n>`, the name used on every backend connection.
+    pub server_name: Box<[u8]>,
+    pub query: Box<[u8]>,
+    pub oids: Box<[u32]>,
+    /// The Parse frame that prepares this statement on a server, built once and reused for
+    /// every backend it is sent to.
+    pub parse_frame_for_server: Bytes,
+}
+
+impl CachedStatement {
+    fn new(query: &[u8], oids: &[u32]) -> Result<Self, MsgError> {
+        let id = StatementId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        let server_name = id.to_string().into_bytes().into_boxed_slice();
+        let parse_frame_for_server = build_parse(&server_name, query, oids)?;
+        Ok(CachedStatement {
+            id,
+            server_name,
+            query: query.into(),
+            oids: oids.into(),
+            parse_frame_for_server,
+        })
+    }
+
+    fn matches(&self, query: &[u8], oids: &[u32]) -> bool {
+        *self.query == *query && *self.oids == *oids
+    }
+}
+
+struct Inner {
+    /// Buckets by hash of (query, oids), compared exactly inside, so a lookup needs no owned key.
+    buckets: HashMap<u64, Vec<Arc<CachedStatement>>>,
+    len: usize,
+    /// Size at which the next sweep of unused entries runs.
+    sweep_at: usize,
+}
+
+/// The shared cache. Critical sections are a hash lookup or one insertion; the occasional sweep
+/// of unused entries is amortized (it runs again only after the cache grows by another
+/// eighth of its limit).
+pub struct StatementCache {
+    inner: Mutex<Inner>,
+    hasher: RandomState,
+    max_entries: usize,
+}
+
+impl StatementCache {
+    /// A cache that starts dropping unused entries beyond `max_entries`.
+    pub fn new(max_entries: usize) -> Self {
+        StatementCache {
+            inner: Mutex::new(Inner {
+                buckets: HashMap::new(),
+                len: 0,
+                sweep_at: max_entries.max(1),
+            }),
+            hasher: RandomState::new(),
+            max_entries: max_entries.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the map half-updated in a harmful way.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn hash(&self, query: &[u8], oids: &[u32]) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        query.hash(&mut hasher);
+        oids.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// The entry for exactly this query text and parameter types, created on first use.
+    pub fn get_or_insert(
+        &self,
+        query: &[u8],
+        oids: &[u32],
+    ) -> Result<Arc<CachedStatement>, MsgError> {
+        let hash = self.hash(query, oids);
+        let mut inner = self.lock();
+        let found = inner
+            .buckets
+            .get(&hash)
+            .and_then(|bucket| bucket.iter().find(|s| s.matches(query, oids)));
+        if let Some(statement) = found {
+            return Ok(Arc::clone(statement));
+        }
+        let statement = Arc::new(CachedStatement::new(query, oids)?);
+        inner.maybe_sweep(self.max_entries);
+        inner
+            .buckets
+            .entry(hash)
+            .or_default()
+            .push(Arc::clone(&statement));
+        inner.len += 1;
+        Ok(statement)
+    }
+
+    /// Number of entries currently cached.
+    pub fn len(&self) -> usize {
+        self.lock().len
+    }
+
+    /// The cache holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    /// Drops entries no client holds once the cache reached its sweep size. Strong count 1 means
+    /// only this map holds the Arc; new holders can only appear through this locked map.
+    fn maybe_sweep(&mut self, max_entries: usize) {
+        if self.len < self.sweep_at {
+            return;
+        }
+        self.buckets.retain(|_, bucket| {
+            bucket.retain(|s| Arc::strong_count(s) > 1);
+            !bucket.is_empty()
+        });
+        self.len = self.buckets.values().map(Vec::len).sum();
+        self.sweep_at = max_entries.max(self.len + max_entries / 8 + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_text_and_types_share_one_server_name() {
+        let cache = StatementCache::new(10);
+        let a = cache.get_or_insert(b"SELECT $1", &[23]).unwrap();
+        let b = cache.get_or_insert(b"SELECT $1", &[23]).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.server_name, format!("pgf_{}", a.id.0).into_bytes().into());
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn different_types_or_text_are_different_entries() {
+        let cache = StatementCache::new(10);
+        let int4 = cache.get_or_insert(b"SELECT $1", &[23]).unwrap();
+        let int8 = cache.get_or_insert(b"SELECT $1", &[20]).unwrap();
+        let other = cache.get_or_insert(b"SELECT $1 ", &[23]).unwrap();
+        assert_ne!(int4.id, int8.id);
+        assert_ne!(int4.id, other.id);
+        assert_eq!(cache.len(), 3);
+    }
+
+    #[test]
+    fn parse_frame_for_server_uses_the_server_name() {
+        let cache = StatementCache::new(10);
+        let s = cache.get_or_insert(b"SELECT 1", &[]).unwrap();
+        let expected = build_parse(&s.server_name, b"SELECT 1", &[]).unwrap();
+        assert_eq!(s.parse_frame_for_server, expected);
+    }
+
+    #[test]
+    fn concurrent_sessions_get_the_same_entry() {
+        let cache = StatementCache::new(10);
+        let ids: Vec<StatementId> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| cache.get_or_insert(b"SELECT now()", &[]).map(|s| s.id)))
+                .collect();
+            workers
+                .into_iter()
+                .filter_map(|w| w.join().ok().and_then(Result::ok))
+                .collect()
+        });
+        assert_eq!(ids.len(), 4);
+        assert!(ids.iter().all(|id| *id == ids[0]));
+    }
+
+    #[test]
+    fn only_unused_entries_are_evicted() {
+        let cache = StatementCache::new(2);
+        let kept = cache.get_or_insert(b"kept", &[]).unwrap();
+        drop(cache.get_or_insert(b"unused", &[]).unwrap());
+        let third = cache.get_or_insert(b"third", &[]).unwrap();
+        assert_eq!(cache.len(), 2);
+        assert!(Arc::ptr_eq(
+            &kept,
+            &cache.get_or_insert(b"kept", &[]).unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            &third,
+            &cache.get_or_insert(b"third", &[]).unwrap()
+        ));
+        let again = cache.get_or_insert(b"unused", &[]).unwrap();
+        assert_ne!(again.id, kept.id);
+        assert_ne!(again.id, third.id);
+    }
+
+    #[test]
+    fn entries_in_use_are_never_evicted() {
+        let cache = StatementCache::new(1);
+        let held: Vec<_> = (0..5)
+            .map(|i| {
+                cache
+                    .get_or_insert(format!("q{i}").as_bytes(), &[])
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(cache.len(), 5);
+        for (i, s) in held.iter().enumerate() {
+            let again = cache
+                .get_or_insert(format!("q{i}").as_bytes(), &[])
+                .unwrap();
+            assert!(Arc::ptr_eq(s, &again));
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! What one backend connection has prepared: a bounded LRU of `pgf_<n>` statements.
+//!
+//! Lives with the backend connection (not the client) and survives checkouts: that is what lets
+//! a Parse be answered locally when any earlier client prepared the same statement there. The
+//! bound caps server memory; the least recently used statement is closed to make room.
+//!
+//! A statement whose plan the server refuses (`0A000 cached plan must not change result type`)
+//! is still prepared on the server under its name but unusable: it stays in the set as *stale*
+//! ("maybe on the server, not usable"), so the next use closes it before preparing it again (a
+//! plain re-Parse would fail with 42P05; closing a missing statement is harmless). The same
+//! state records statements whose Close was skipped after an error. Restored stale entries can
+//! push the set briefly over its bound; the next insert evicts back down to it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::cache::StatementId;
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    tick: u64,
+    stale: bool,
+}
+
+/// Statements prepared on one backend connection, least recently used first.
+#[derive(Debug)]
+pub struct ServerPrepared {
+    slots: HashMap<StatementId, Slot>,
+    order: BTreeMap<u64, StatementId>,
+    tick: u64,
+    max: usize,
+}
+
+impl ServerPrepared {
+    /// An empty set holding at most `max` statements (at least one).
+    pub fn new(max: usize) -> Self {
+        ServerPrepared {
+            slots: HashMap::new(),
+            order: BTreeMap::new(),
+            tick: 0,
+            max: max.max(1),
+        }
+    }
+
+    /// The statement is prepared and usable on this server.
+    pub fn contains(&self, id: StatementId) -> bool {
+        self.slots.get(&id).is_some_and(|slot| !slot.stale)
+    }
+
+    /// Marks a usable statement as just used; false if it must be (re)prepared first.
+    pub fn touch(&mut self, id: StatementId) -> bool {
+        if !self.contains(id) {
+            return false;
+        }
+        self.refresh(id, false);
+        true
+    }
+
+    /// Records that a Parse for `id` is being sent. Returns the statements the caller must Close
+    /// on the server *before* that Parse (replies swallowed): evicted least recently used ones,
+    /// or the stale copy of `id` itself.
+    pub fn insert(&mut self, id: StatementId) -> Vec<StatementId> {
+        if let Some(slot) = self.slots.get(&id).copied() {
+            self.refresh(id, false);
+            return if slot.stale { vec![id] } else { Vec::new() };
+        }
+        let mut close = Vec::new();
+        while self.slots.len() >= self.max {
+            match self.pop_oldest() {
+                Some(evicted) => close.push(evicted),
+                None => break,
+            }
+        }
+        self.refresh(id, false);
+        close
+    }
+
+    /// Records a statement that may or may not be on the server (a Close for it was skipped
+    /// after an error): it will be closed before it is ever prepared again.
+    pub fn restore_stale(&mut self, id: StatementId) {
+        self.refresh(id, true);
+    }
+
+    /// Forgets a statement the server does not have (its Parse failed or was skipped).
+    pub fn remove(&mut self, id: StatementId) {
+        if let Some(slot) = self.slots.remove(&id) {
+            self.order.remove(&slot.tick);
+        }
+    }
+
+    /// Marks a statement whose plan the server refused (0A000) for close-and-reprepare.
+    pub fn invalidate(&mut self, id: StatementId) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            slot.stale = true;
+        }
+    }
+
+    /// Forgets everything: `DISCARD ALL`, `DEALLOCATE ALL`, or a connection reset.
+    pub fn clear(&mut self) {
+        self.slots.clear();
+        self.order.clear();
+    }
+
+    /// Number of statements on the server (including stale ones).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Nothing prepared.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn refresh(&mut self, id: StatementId, stale: bool) {
+        if let Some(old) = self.slots.get(&id) {
+            self.order.remove(&old.tick);
+        }
+        self.tick += 1;
+        self.slots.insert(
+            id,
+            Slot {
+                tick: self.tick,
+                stale,
+            },
+        );
+        self.order.insert(self.tick, id);
+    }
+
+    fn pop_oldest(&mut self) -> Option<StatementId> {
+        let (_, id) = self.order.pop_first()?;
+        self.slots.remove(&id);
+        Some(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: StatementId = StatementId(1);
+    const B: StatementId = StatementId(2);
+    const C: StatementId = StatementId(3);
+
+    #[test]
+    fn evicts_least_recently_used() {
+        let mut set = ServerPrepared::new(2);
+        assert_eq!(set.insert(A), vec![]);
+        assert_eq!(set.insert(B), vec![]);
+        assert!(set.touch(A));
+        assert_eq!(set.insert(C), vec![B]);
+        assert!(set.contains(A) && set.contains(C) && !set.contains(B));
+        assert_eq!(set.insert(B), vec![A]);
+        assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn remove_and_clear() {
+        let mut set = ServerPrepared::new(3);
+        set.insert(A);
+        set.insert(B);
+        set.remove(A);
+        assert!(!set.touch(A));
+        assert_eq!(set.len(), 1);
+        set.clear();
+        assert!(set.is_empty());
+        assert_eq!(set.insert(C), vec![]);
+    }
+
+    #[test]
+    fn stale_statement_is_closed_before_reprepare() {
+        let mut set = ServerPrepared::new(2);
+        set.insert(A);
+        set.invalidate(A);
+        assert!(!set.contains(A));
+        assert!(!set.touch(A));
+        assert_eq!(set.insert(A), vec![A]);
+        assert!(set.contains(A));
+        assert_eq!(set.insert(A), vec![]);
+    }
+
+    #[test]
+    fn restored_entries_over_the_bound_are_evicted_by_the_next_insert() {
+        let mut set = ServerPrepared::new(1);
+        set.insert(A);
+        set.restore_stale(B);
+        assert_eq!(set.len(), 2);
+        assert!(!set.contains(B));
+        assert_eq!(set.insert(C), vec![A, B]);
+        assert_eq!(set.len(), 1);
+    }
+}

@@ -111,7 +111,12 @@ async fn transactions_commit_rollback_and_errors_inside_them() {
 
 #[tokio::test]
 async fn copy_in_and_copy_out() {
-    let handle = start_proxy(proxy_config(pg())).await;
+    // tokio-postgres runs COPY over the extended protocol and pipelines a Sync that PostgreSQL
+    // ignores during copy-in: the single backend must still be released afterwards.
+    let mut config = proxy_config(pg());
+    config.databases[0].pool_size = 1;
+    config.limits.query_wait_timeout = std::time::Duration::from_secs(2);
+    let handle = start_proxy(config).await;
     let mut client = app_client(&handle).await;
     client
         .batch_execute("CREATE TABLE IF NOT EXISTS relay_copy (v int, t text)")
@@ -136,6 +141,8 @@ async fn copy_in_and_copy_out() {
     }
     tx.commit().await.unwrap();
     assert_eq!(String::from_utf8(bytes).unwrap().lines().count(), 10_000);
+    let other = app_client(&handle).await;
+    other.simple_query("SELECT 1").await.expect("backend released after COPY");
 }
 
 #[tokio::test]

@@ -36,18 +36,23 @@ pub fn ready_status(frame: &[u8]) -> Result<u8, DecodeError> {
     }
 }
 
-/// Name and value of a ParameterStatus frame.
-pub fn parameter_status(frame: &[u8]) -> Result<(&str, &str), DecodeError> {
-    let err = DecodeError {
-        tag: b'S',
-        reason: "expected two strings",
-    };
-    let (name, rest) = take_cstr(body(frame)).ok_or(err)?;
-    let (value, _) = take_cstr(rest).ok_or(DecodeError {
-        tag: b'S',
-        reason: "missing value",
-    })?;
-    Ok((name, value))
+/// Name and value of a ParameterStatus frame. Values such as application_name arrive in the
+/// client's encoding, so they are decoded lossily rather than refused.
+pub fn parameter_status(frame: &[u8]) -> Result<(String, String), DecodeError> {
+    let err = |reason| DecodeError { tag: b'S', reason };
+    let (name, rest) = take_cbytes(body(frame)).ok_or(err("expected two strings"))?;
+    let (value, _) = take_cbytes(rest).ok_or(err("missing value"))?;
+    Ok((lossy(name), lossy(value)))
+}
+
+/// Splits a NUL-terminated byte string off the front of `bytes`, whatever its encoding.
+fn take_cbytes(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = bytes.iter().position(|&b| b == 0)?;
+    Some((&bytes[..end], &bytes[end + 1..]))
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The fields of an ErrorResponse/NoticeResponse that pgferry uses.
@@ -59,6 +64,8 @@ pub struct ErrorFields {
 }
 
 /// Reads severity, SQLSTATE and message out of an ErrorResponse or NoticeResponse frame.
+/// Message text is in the client's encoding (LATIN1, SJIS, ...) and is decoded lossily, for
+/// logs only; the SQLSTATE is ASCII.
 pub fn error_fields(frame: &[u8]) -> Result<ErrorFields, DecodeError> {
     let tag = frame.first().copied().unwrap_or(b'E');
     let mut fields = ErrorFields::default();
@@ -67,15 +74,15 @@ pub fn error_fields(frame: &[u8]) -> Result<ErrorFields, DecodeError> {
         if code == 0 {
             return Ok(fields);
         }
-        let (value, next) = take_cstr(after).ok_or(DecodeError {
+        let (value, next) = take_cbytes(after).ok_or(DecodeError {
             tag,
             reason: "unterminated field",
         })?;
         match code {
-            b'V' => fields.severity = value.to_string(),
-            b'S' if fields.severity.is_empty() => fields.severity = value.to_string(),
-            b'C' => fields.sqlstate = value.to_string(),
-            b'M' => fields.message = value.to_string(),
+            b'V' => fields.severity = lossy(value),
+            b'S' if fields.severity.is_empty() => fields.severity = lossy(value),
+            b'C' => fields.sqlstate = lossy(value),
+            b'M' => fields.message = lossy(value),
             _ => {}
         }
         rest = next;
@@ -125,9 +132,11 @@ mod tests {
     fn decodes_parameter_status() {
         assert_eq!(
             parameter_status(&frame(b'S', b"TimeZone\0UTC\0")),
-            Ok(("TimeZone", "UTC"))
+            Ok(("TimeZone".to_string(), "UTC".to_string()))
         );
         assert!(parameter_status(&frame(b'S', b"TimeZone\0UTC")).is_err());
+        let latin1 = parameter_status(&frame(b'S', b"application_name\0caf\xe9\0")).unwrap();
+        assert_eq!(latin1.1, "caf\u{fffd}");
     }
 
     #[test]
@@ -141,6 +150,8 @@ mod tests {
         assert_eq!(fields.severity, "ERROR");
         assert_eq!(fields.message, "relation \"x\" does not exist");
         assert!(error_fields(&frame(b'E', b"SERROR\0C42")).is_err());
+        let latin1 = error_fields(&frame(b'E', b"SERROR\0C22P02\0Minvalid \xe9\0\0")).unwrap();
+        assert_eq!((latin1.sqlstate.as_str(), latin1.message.as_str()), ("22P02", "invalid \u{fffd}"));
         assert!(error_fields(&frame(b'E', b"SERROR\0")).is_err());
     }
 

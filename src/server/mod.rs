@@ -8,6 +8,7 @@ mod conn;
 mod error;
 mod login;
 mod manager;
+mod prepared_set;
 mod stream;
 pub mod wire;
 
@@ -19,6 +20,7 @@ use crate::config::BackendTlsMode;
 pub use conn::{send_cancel, ServerConn};
 pub use error::ServerError;
 pub use manager::{ServerManager, HEALTH_CHECK_AFTER_IDLE};
+pub use prepared_set::{ServerPrepared, StatementId};
 pub use stream::ServerStream;
 
 /// Everything needed to open (and cancel on) connections to one backend as one user; built

@@ -65,7 +65,7 @@ fn on_header(relay: &mut Relay, header: Option<FrameHeader>) -> Route {
     };
     if let Some(header) = header {
         if header.tag == b'G' {
-            held.copy_in = true;
+            held.enter_copy_in();
         }
         let outcome = held.queue.on_backend_message(header.tag);
         held.frame_route = outcome.route;
@@ -95,7 +95,6 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<R
         }
         b'S' => {
             let (name, value) = parameter_status(frame).map_err(|e| relay_error(pool, e))?;
-            let (name, value) = (name.to_string(), value.to_string());
             if held.queue.route_of_next(b'S') == Route::Forward {
                 params.observe(&name, &value);
             }

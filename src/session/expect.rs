@@ -224,6 +224,20 @@ impl<A> ExpectQueue<A> {
         }
     }
 
+    /// Removes Sync entries behind the oldest request when that request is an Execute that
+    /// started COPY FROM STDIN (the backend ignores those Syncs).
+    pub fn drop_pending_syncs(&mut self) {
+        if self.front().map(|f| f.request) != Some(Request::Execute) {
+            return;
+        }
+        let mut first = true;
+        self.items.retain(|entry| {
+            let keep = first || !matches!(entry, Entry::Reply(p) if p.request == Request::Sync);
+            first = false;
+            keep
+        });
+    }
+
     /// Synthesized replies that are now due (everything before them is answered), in order.
     pub fn take_due(&mut self) -> Vec<Bytes> {
         let mut due = Vec::new();
@@ -344,6 +358,18 @@ mod tests {
         q.on_backend_message(b'2');
         assert_eq!(q.take_due(), vec![Bytes::from_static(b"x")]);
         assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn syncs_pipelined_into_copy_in_are_dropped() {
+        let mut q = queue(&[(Bind, Forward), (Execute, Forward), (Sync, Forward)]);
+        q.on_backend_message(b'2');
+        q.drop_pending_syncs();
+        assert_eq!(q.len(), 1);
+        assert_eq!(kinds(&q.on_backend_message(b'C')), vec![Execute]);
+        let mut simple = queue(&[(Query, Forward), (Sync, Forward)]);
+        simple.drop_pending_syncs();
+        assert_eq!(simple.len(), 2, "only an Execute's COPY makes Syncs ignored");
     }
 
     #[test]

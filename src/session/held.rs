@@ -19,7 +19,8 @@ pub struct Held {
     pub status: u8,
     /// Extended-protocol messages were sent since the last Sync.
     pub unsynced: bool,
-    /// The backend asked for COPY data (CopyInResponse) and has not finished the COPY.
+    /// The backend asked for COPY data (CopyInResponse) and the client has not yet sent
+    /// CopyDone/CopyFail. PostgreSQL ignores Sync and Flush in this state.
     pub copy_in: bool,
     /// Route of the backend frame currently streaming through.
     pub frame_route: Route,
@@ -61,10 +62,23 @@ impl Held {
     /// Records a client message that the relay is about to forward (`describe_kind`: first
     /// body byte of a Describe).
     pub fn note_client_message(&mut self, tag: u8, describe_kind: Option<u8>) {
+        if matches!(tag, b'c' | b'f') {
+            self.copy_in = false;
+        }
+        if self.copy_in && matches!(tag, b'S' | b'H') {
+            return; // ignored by the backend during copy-in: no reply will come
+        }
         let Some(request) = Request::of_client_message(tag, describe_kind) else {
             return;
         };
         self.note_request(request, Route::Forward, Action::None);
+    }
+
+    /// The backend entered copy-in mode (CopyInResponse). Syncs the client pipelined behind the
+    /// COPY's Execute reach the backend in copy-in mode and are ignored: drop their entries.
+    pub fn enter_copy_in(&mut self) {
+        self.copy_in = true;
+        self.queue.drop_pending_syncs();
     }
 
     /// Queues the reply expectation of a request sent to the backend.

@@ -6,8 +6,10 @@ mod handshake;
 mod held;
 mod login;
 mod params;
+pub mod prepared;
 mod relay;
 mod reset;
+pub mod sql_scan;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -9,28 +9,19 @@
 //! most what clients hold (itself bounded by clients × per-client limit).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+pub use crate::server::StatementId;
+
 use super::messages::{build_parse, MsgError};
 
 /// Source of server-side statement numbers, unique for the life of the process (across pools,
 /// so a backend connection can never see two meanings of one name).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// The number in a server-side statement name `pgf_<n>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StatementId(pub u64);
-
-impl fmt::Display for StatementId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pgf_{}", self.0)
-    }
-}
 
 /// One distinct statement as the servers know it.
 #[derive(Debug)]

@@ -54,7 +54,6 @@ mod cache;
 mod client_map;
 mod messages;
 mod planner;
-mod server_set;
 
 pub use cache::{CachedStatement, StatementCache, StatementId};
 pub use client_map::{ClientStatements, RegisterError};
@@ -66,7 +65,7 @@ pub use messages::{
     INVALID_SQL_STATEMENT_NAME,
 };
 pub use planner::{plan, Injected, Plan, PlanContext, Planned, Undo};
-pub use server_set::ServerPrepared;
+pub use crate::server::ServerPrepared;
 
 /// Bounds on prepared-statement memory (the lead maps them to configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::cache::{CachedStatement, StatementCache, StatementId};
 use super::client_map::{ClientStatements, RegisterError};
 use super::messages::{self as msg, MsgError, TargetKind};
-use super::server_set::ServerPrepared;
+use crate::server::ServerPrepared;
 
 /// The state one planning step reads and updates.
 pub struct PlanContext<'a> {

@@ -13,7 +13,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::cache::StatementId;
+use std::fmt;
+
+/// The number in a server-side statement name `pgf_<n>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatementId(pub u64);
+
+impl fmt::Display for StatementId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pgf_{}", self.0)
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {

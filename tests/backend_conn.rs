@@ -36,6 +36,7 @@ fn target(
         tls: pgferry::tls::client_config(mode, ca).expect("client tls config"),
         connect_timeout: TIMEOUT,
         startup_params: vec![("application_name".to_string(), "pgferry".to_string())],
+        max_prepared_statements: 100,
     }
 }
 
@@ -179,6 +180,7 @@ async fn unreachable_backends() {
         tls: None,
         connect_timeout: Duration::from_millis(500),
         startup_params: Vec::new(),
+        max_prepared_statements: 100,
     };
     let started = Instant::now();
     let err = ServerConn::connect(&closed)

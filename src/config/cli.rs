@@ -6,7 +6,7 @@
 
 use super::file::MetricsListen;
 use super::quick::COMMAND_LINE;
-use super::{ClientTlsMode, Config, ConfigError, LogFormat, PoolMode, QuickOptions};
+use super::{ClientTlsMode, Config, ConfigError, LogFormat, PinningMode, PoolMode, QuickOptions};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +55,14 @@ pub struct Cli {
     /// applies to every database.
     #[arg(long, value_name = "N", env = "PGFERRY_POOL_SIZE", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub pool_size: Option<u32>,
+
+    /// What transaction pooling does with statements whose effects outlive a transaction
+    /// (session advisory locks, LISTEN, temp tables, WITH HOLD cursors, SQL PREPARE, LOAD):
+    /// "pin" keeps the client on its backend for the rest of the session, "ignore" does
+    /// nothing (like PgBouncer), "error" refuses them with 0A000 [default: pin]. Overrides
+    /// pooling.pinning of --config.
+    #[arg(long, value_enum, value_name = "MODE", env = "PGFERRY_PINNING")]
+    pub pinning: Option<PinningMode>,
 
     /// Client-facing TLS certificate chain (PEM). Overrides tls.cert_file of --config.
     #[arg(long, value_name = "FILE", env = "PGFERRY_TLS_CERT")]
@@ -160,6 +168,7 @@ impl Cli {
             config.tls.key_file = Some(key.clone());
         }
         config.log.format = self.log_format.unwrap_or(config.log.format);
+        config.pooling.pinning = self.pinning.unwrap_or(config.pooling.pinning);
         if let Some(level) = &self.log_level {
             config.log.level = level.clone();
         }

@@ -1,6 +1,6 @@
 //! Loading `pgferry.toml`: text → raw structs → public types, then validation.
 
-use super::raw::{Human, RawConfig, RawDatabase, RawLimits, RawUser};
+use super::raw::{Human, RawConfig, RawDatabase, RawLimits, RawPooling, RawUser};
 use super::units::{parse_duration, parse_size};
 use super::validate::{bounds, Bounds};
 use super::*;
@@ -106,7 +106,7 @@ impl Conv<'_> {
             auth: AuthConfig {
                 allow_md5: raw.auth.allow_md5.unwrap_or(base.auth.allow_md5),
             },
-            pooling: base.pooling.clone(),
+            pooling: self.pooling(raw.pooling)?,
             log: LogConfig {
                 format: self.name_or("log.format", raw.log.format, base.log.format)?,
                 level: raw.log.level.unwrap_or(base.log.level),
@@ -169,6 +169,32 @@ impl Conv<'_> {
                 &k("shutdown_timeout"),
                 raw.shutdown_timeout,
                 d.shutdown_timeout,
+            )?,
+        })
+    }
+
+    fn pooling(&self, raw: RawPooling) -> Result<PoolingConfig, ConfigError> {
+        let d = PoolingConfig::default();
+        let k = |name: &str| format!("pooling.{name}");
+        Ok(PoolingConfig {
+            pinning: self.name_or(&k("pinning"), raw.pinning, d.pinning)?,
+            max_prepared_statements_per_client: self.int_or(
+                &k("max_prepared_statements_per_client"),
+                raw.max_prepared_statements_per_client,
+                d.max_prepared_statements_per_client,
+                bounds::MAX_PREPARED_STATEMENTS,
+            )?,
+            max_prepared_statements_per_server: self.int_or(
+                &k("max_prepared_statements_per_server"),
+                raw.max_prepared_statements_per_server,
+                d.max_prepared_statements_per_server,
+                bounds::MAX_PREPARED_STATEMENTS,
+            )?,
+            max_cached_statements: self.int_or(
+                &k("max_cached_statements"),
+                raw.max_cached_statements,
+                d.max_cached_statements,
+                bounds::MAX_CACHED_STATEMENTS,
             )?,
         })
     }

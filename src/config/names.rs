@@ -3,7 +3,7 @@
 //! One table per enum keeps the spelling identical everywhere ("verify-full" in the file, on the
 //! command line and in `check-config` output).
 
-use super::{BackendTlsMode, ClientTlsMode, LogFormat, PoolMode};
+use super::{BackendTlsMode, ClientTlsMode, LogFormat, PinningMode, PoolMode};
 use std::fmt;
 use std::str::FromStr;
 
@@ -85,6 +85,14 @@ named_enum!(
     LogFormat,
     [("human", LogFormat::Human), ("json", LogFormat::Json)]
 );
+named_enum!(
+    PinningMode,
+    [
+        ("pin", PinningMode::Pin),
+        ("ignore", PinningMode::Ignore),
+        ("error", PinningMode::Error),
+    ]
+);
 
 #[cfg(test)]
 mod tests {
@@ -98,6 +106,11 @@ mod tests {
         }
         assert_eq!(ClientTlsMode::Require.as_str(), "require");
         assert_eq!(LogFormat::Json.as_str(), "json");
+        for (name, mode) in PinningMode::NAMES {
+            assert_eq!(name.parse::<PinningMode>(), Ok(*mode));
+            assert_eq!(mode.to_string(), *name);
+        }
+        assert_eq!(PinningMode::NAMES.len(), 3);
     }
 
     #[test]
@@ -106,6 +119,11 @@ mod tests {
         assert_eq!(
             err.to_string(),
             r#"expected one of "transaction", "session", got "sesion""#
+        );
+        let err = "Pin".parse::<PinningMode>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"expected one of "pin", "ignore", "error", got "Pin""#
         );
     }
 }

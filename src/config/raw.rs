@@ -24,6 +24,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
+    pub pooling: RawPooling,
+    #[serde(default)]
     pub users: Vec<RawUser>,
     #[serde(default)]
     pub databases: Vec<RawDatabase>,
@@ -75,6 +77,15 @@ pub(super) struct RawAuth {
 pub(super) struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPooling {
+    pub pinning: Option<String>,
+    pub max_prepared_statements_per_client: Option<i64>,
+    pub max_prepared_statements_per_server: Option<i64>,
+    pub max_cached_statements: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -51,6 +51,15 @@ pub(crate) mod bounds {
         max: 1 << 20,
     };
     pub const MAX_STARTUP_PARAMETERS: Bounds = Bounds { min: 1, max: 1_000 };
+    /// Per client and per backend connection alike.
+    pub const MAX_PREPARED_STATEMENTS: Bounds = Bounds {
+        min: 1,
+        max: 100_000,
+    };
+    pub const MAX_CACHED_STATEMENTS: Bounds = Bounds {
+        min: 1,
+        max: 10_000_000,
+    };
 }
 
 /// Longest accepted duration: keeps `Instant + timeout` arithmetic far from overflow.
@@ -73,6 +82,7 @@ impl Config {
         c.limits(&self.limits)?;
         c.tls(&self.tls)?;
         c.log(&self.log)?;
+        c.pooling(&self.pooling)?;
         c.users(&self.users)?;
         c.databases(&self.databases)?;
         c.backend_logins(self)
@@ -156,6 +166,25 @@ impl Check<'_> {
         )?;
         self.dur(&k("server_reset_timeout"), l.server_reset_timeout, true)?;
         self.dur(&k("shutdown_timeout"), l.shutdown_timeout, false)
+    }
+
+    fn pooling(&self, p: &PoolingConfig) -> Result<(), ConfigError> {
+        let k = |name: &str| format!("pooling.{name}");
+        self.int(
+            &k("max_prepared_statements_per_client"),
+            p.max_prepared_statements_per_client,
+            bounds::MAX_PREPARED_STATEMENTS,
+        )?;
+        self.int(
+            &k("max_prepared_statements_per_server"),
+            p.max_prepared_statements_per_server,
+            bounds::MAX_PREPARED_STATEMENTS,
+        )?;
+        self.int(
+            &k("max_cached_statements"),
+            p.max_cached_statements,
+            bounds::MAX_CACHED_STATEMENTS,
+        )
     }
 
     fn tls(&self, t: &ClientTls) -> Result<(), ConfigError> {

@@ -65,6 +65,7 @@ impl PoolRegistry {
                     tls: tls.clone(),
                     connect_timeout: db.connect_timeout,
                     startup_params: vec![("application_name".into(), "pgferry".into())],
+                    max_prepared_statements: config.pooling.max_prepared_statements_per_server,
                 });
                 let pool =
                     BackendPool::new(db, target, &config.limits, metrics.pool(&db.name, &user));

@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::ServerPrepared;
 use super::login::login;
 use super::stream::{establish, ServerStream};
 use super::wire::{self, ErrorFields};
@@ -34,6 +35,8 @@ pub struct ServerConn {
     /// Non-reported settings pgferry applied for the current client (search_path,
     /// statement_timeout, ...), so the next client's differences can be computed.
     pub applied: HashMap<String, String>,
+    /// The `pgf_<n>` statements prepared on this connection (transaction pooling).
+    pub prepared: ServerPrepared,
     /// The backend's cancel key, used by [`send_cancel`].
     pub key: BackendKey,
     /// Process-unique id, for logs and the admin console.
@@ -57,6 +60,7 @@ impl ServerConn {
                 read_buf: outcome.leftover,
                 params: outcome.params,
                 applied: HashMap::new(),
+                prepared: ServerPrepared::new(target.max_prepared_statements),
                 key: outcome.key,
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 created: now,

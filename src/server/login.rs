@@ -245,6 +245,7 @@ mod tests {
             tls: None,
             connect_timeout: Duration::from_secs(5),
             startup_params: Vec::new(),
+            max_prepared_statements: 100,
         }
     }
 

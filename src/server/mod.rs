@@ -45,6 +45,8 @@ pub struct BackendTarget {
     pub connect_timeout: Duration,
     /// Extra StartupMessage parameters, e.g. `application_name=pgferry`.
     pub startup_params: Vec<(String, String)>,
+    /// Bound of the per-connection set of prepared `pgf_<n>` statements (LRU).
+    pub max_prepared_statements: usize,
 }
 
 impl BackendTarget {

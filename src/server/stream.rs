@@ -151,6 +151,7 @@ mod tests {
                 .flatten(),
             connect_timeout: Duration::from_secs(5),
             startup_params: Vec::new(),
+            max_prepared_statements: 100,
         }
     }
 

@@ -87,7 +87,7 @@ pub struct Pending<A> {
 #[derive(Debug)]
 enum Entry<A> {
     Reply(Pending<A>),
-    Synthesize(Bytes),
+    Synthesize(Bytes, A),
 }
 
 /// Route of a backend message of type `tag` while `front` is the oldest request.
@@ -110,6 +110,14 @@ pub struct Outcome<A> {
     pub completed: Vec<Pending<A>>,
     /// True when the message is an ErrorResponse that failed `completed[0]`.
     pub failed: bool,
+    /// Actions of synthesized replies dropped because the backend skipped to Sync.
+    pub dropped: Vec<A>,
+}
+
+impl<A> Outcome<A> {
+    fn routed(route: Route) -> Self {
+        Outcome { route, completed: Vec::new(), failed: false, dropped: Vec::new() }
+    }
 }
 
 /// Outstanding requests on one backend connection, oldest first. `A` is the per-request action
@@ -138,9 +146,19 @@ impl<A> ExpectQueue<A> {
         }));
     }
 
-    /// A reply pgferry produces itself, due once everything before it is answered.
-    pub fn push_synthesized(&mut self, reply: Bytes) {
-        self.items.push_back(Entry::Synthesize(reply));
+    /// A reply pgferry produces itself, due once everything before it is answered; `action`
+    /// is handed back if the reply is dropped because an earlier request failed.
+    pub fn push_synthesized(&mut self, reply: Bytes, action: A) {
+        self.items.push_back(Entry::Synthesize(reply, action));
+    }
+
+    /// The action of the oldest outstanding request (to record an error on it, or to find the
+    /// reply that replaces the backend's error).
+    pub fn front_action_mut(&mut self) -> Option<&mut A> {
+        match self.items.front_mut() {
+            Some(Entry::Reply(pending)) => Some(&mut pending.action),
+            _ => None,
+        }
     }
 
     /// The route a backend message of type `tag` would take now, without completing anything.
@@ -161,18 +179,10 @@ impl<A> ExpectQueue<A> {
     /// Classifies a backend message by its type byte and completes the requests it answers.
     pub fn on_backend_message(&mut self, tag: u8) -> Outcome<A> {
         let Some(front) = self.front() else {
-            return Outcome {
-                route: Route::Forward,
-                completed: Vec::new(),
-                failed: false,
-            };
+            return Outcome::routed(Route::Forward);
         };
         let (request, route) = (front.request, route_for(front, tag));
-        let mut outcome = Outcome {
-            route,
-            completed: Vec::new(),
-            failed: false,
-        };
+        let mut outcome = Outcome::routed(route);
         if tag == b'Z' {
             self.complete_through_ready(&mut outcome);
         } else if tag == b'E' && !request.ends_with_ready() {
@@ -187,8 +197,8 @@ impl<A> ExpectQueue<A> {
     fn pop_reply(&mut self) -> Option<Pending<A>> {
         match self.items.pop_front()? {
             Entry::Reply(pending) => Some(pending),
-            Entry::Synthesize(reply) => {
-                self.items.push_front(Entry::Synthesize(reply));
+            synthesized @ Entry::Synthesize(..) => {
+                self.items.push_front(synthesized);
                 None
             }
         }
@@ -215,11 +225,11 @@ impl<A> ExpectQueue<A> {
         while let Some(entry) = self.items.front() {
             match entry {
                 Entry::Reply(p) if p.request == Request::Sync => return,
-                _ => {
-                    if let Some(Entry::Reply(pending)) = self.items.pop_front() {
-                        outcome.completed.push(pending);
-                    }
-                }
+                _ => match self.items.pop_front() {
+                    Some(Entry::Reply(pending)) => outcome.completed.push(pending),
+                    Some(Entry::Synthesize(_, action)) => outcome.dropped.push(action),
+                    None => return,
+                },
             }
         }
     }
@@ -241,8 +251,8 @@ impl<A> ExpectQueue<A> {
     /// Synthesized replies that are now due (everything before them is answered), in order.
     pub fn take_due(&mut self) -> Vec<Bytes> {
         let mut due = Vec::new();
-        while let Some(Entry::Synthesize(_)) = self.items.front() {
-            if let Some(Entry::Synthesize(reply)) = self.items.pop_front() {
+        while let Some(Entry::Synthesize(..)) = self.items.front() {
+            if let Some(Entry::Synthesize(reply, _)) = self.items.pop_front() {
                 due.push(reply);
             }
         }
@@ -313,11 +323,12 @@ mod tests {
     #[test]
     fn extended_error_skips_to_sync_including_synthesized_replies() {
         let mut q = queue(&[(Bind, Forward), (Execute, Forward)]);
-        q.push_synthesized(Bytes::from_static(b"1"));
+        q.push_synthesized(Bytes::from_static(b"1"), ());
         q.push(Sync, Forward, ());
         let outcome = q.on_backend_message(b'E');
         assert!(outcome.failed);
         assert_eq!(kinds(&outcome), vec![Bind, Execute]);
+        assert_eq!(outcome.dropped.len(), 1);
         assert!(
             q.take_due().is_empty(),
             "a skipped Parse gets no ParseComplete"
@@ -352,7 +363,7 @@ mod tests {
     #[test]
     fn synthesized_replies_wait_for_earlier_entries() {
         let mut q = queue(&[(Bind, Forward)]);
-        q.push_synthesized(Bytes::from_static(b"x"));
+        q.push_synthesized(Bytes::from_static(b"x"), ());
         q.push(Sync, Forward, ());
         assert!(q.take_due().is_empty());
         q.on_backend_message(b'2');

@@ -33,6 +33,21 @@ fn example_file_loads() {
         (d.connect_timeout, d.server_lifetime)
     );
     assert_eq!(c.describe_pools().lines().count(), 2);
+    let p = (&c.pooling, PoolingConfig::default());
+    assert_eq!(
+        (p.0.pinning, p.0.max_prepared_statements_per_client),
+        (p.1.pinning, p.1.max_prepared_statements_per_client)
+    );
+    assert_eq!(
+        (
+            p.0.max_prepared_statements_per_server,
+            p.0.max_cached_statements
+        ),
+        (
+            p.1.max_prepared_statements_per_server,
+            p.1.max_cached_statements
+        )
+    );
 }
 
 #[test]
@@ -72,6 +87,10 @@ fn example_documents_every_key() {
         "server_lifetime",
         "tls_mode",
         "tls_ca_file",
+        "pinning",
+        "max_prepared_statements_per_client",
+        "max_prepared_statements_per_server",
+        "max_cached_statements",
     ];
     for key in keys {
         assert!(

@@ -97,6 +97,7 @@ pub struct Metrics {
     /// Also serializes scrapes: held across pool gauge refresh and gather.
     pool_source: Mutex<Option<Weak<dyn PoolStateSource>>>,
     backend_up: IntGaugeVec,
+    pinned_sessions: IntGaugeVec,
 }
 
 /// Counts one client session in exactly one state of `pgferry_client_connections` for as
@@ -147,6 +148,7 @@ pub(crate) mod def {
     pub const BYTES_IN: Def = ("pgferry_client_bytes_received_total", "Bytes read from clients");
     pub const BYTES_OUT: Def = ("pgferry_client_bytes_sent_total", "Bytes written to clients");
     pub const BACKEND_UP: Def = ("pgferry_backend_up", "1 if the database's backend is reachable");
+    pub const PINNED_SESSIONS: Def = ("pgferry_pinned_sessions", "Sessions pinned to a backend, by reason");
     pub const WAIT: Def = ("pgferry_pool_checkout_wait_seconds", "Wait for a server connection");
     pub const TXNS: Def = ("pgferry_transactions_total", "Transactions served");
     pub const TXN_TIME: Def = ("pgferry_transaction_duration_seconds", "Server held per txn");
@@ -234,6 +236,7 @@ impl Metrics {
             pool_gauges: PoolGauges::new(&r),
             pool_source: Mutex::new(None),
             backend_up: gauge_vec(&r, BACKEND_UP, &["database"]),
+            pinned_sessions: gauge_vec(&r, PINNED_SESSIONS, &["reason"]),
             registry: r,
         })
     }
@@ -291,6 +294,12 @@ impl Metrics {
     /// again for the same pair returns handles to the same series.
     pub fn pool(&self, database: &str, user: &str) -> PoolMetrics {
         self.pool_vecs.resolve(database, user)
+    }
+
+    /// A session gained (`+1`) or lost (`-1`) a pin for `reason` (pins are rare: the label
+    /// lookup per call is fine).
+    pub fn pinned_session(&self, reason: &str, delta: i64) {
+        self.pinned_sessions.with_label_values(&[reason]).add(delta);
     }
 
     /// Records whether `database`'s backend is reachable (the health checker's verdict).

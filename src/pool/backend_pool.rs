@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -67,6 +67,8 @@ pub struct BackendPool {
     lost_at: Mutex<Option<Instant>>,
     /// Clients currently waiting in `checkout` (for `pgferry_pool_waiting_clients`).
     waiting: AtomicU32,
+    /// Sessions pinned to a backend of this pool (for `pgferry_pool_pinned_connections`).
+    pinned: AtomicI64,
 }
 
 /// Counts a client as waiting for as long as it is alive.
@@ -122,6 +124,7 @@ impl BackendPool {
             baseline: RwLock::new(None),
             lost_at: Mutex::new(None),
             waiting: AtomicU32::new(0),
+            pinned: AtomicI64::new(0),
         }
     }
 
@@ -212,6 +215,11 @@ impl BackendPool {
         .await
     }
 
+    /// A session of this pool became pinned (`+1`) or unpinned (`-1`).
+    pub fn pinned_sessions_changed(&self, delta: i64) {
+        self.pinned.fetch_add(delta, Ordering::Relaxed);
+    }
+
     /// Records that a connection of this pool died under a client (see `lost_at`).
     pub fn mark_backend_lost(&self) {
         *self.lost_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
@@ -242,7 +250,7 @@ impl BackendPool {
             connections: state.connections,
             idle: state.idle_connections,
             waiting: self.waiting.load(Ordering::Relaxed),
-            pinned: 0,
+            pinned: u32::try_from(self.pinned.load(Ordering::Relaxed)).unwrap_or(0),
         }
     }
 }

@@ -16,8 +16,10 @@ use super::relay::{
 use crate::pool::BackendPool;
 use crate::protocol::frame::{FrameHeader, Scan};
 
-fn wants_body(tag: u8) -> bool {
-    matches!(tag, b'Z' | b'S' | b'E')
+/// Frames whose body is decoded; CommandComplete only while a transaction's session effects
+/// wait to learn whether it committed.
+fn wants_body(tag: u8, track_commit: bool) -> bool {
+    matches!(tag, b'Z' | b'S' | b'E') || (track_commit && tag == b'C')
 }
 
 /// Position in the read buffer: `pos` is processed up to here, `forward_from..pos` is the
@@ -27,28 +29,36 @@ struct Cursor {
     forward_from: usize,
 }
 
+/// What one backend message means for the relay.
+struct Step {
+    len: usize,
+    route: Route,
+    /// Sent to the client instead of the (swallowed) message.
+    replacement: Option<Bytes>,
+}
+
 /// Processes everything complete in the held backend's read buffer.
 pub async fn process(relay: &mut Relay) -> Result<(), Exit> {
-    let mut cursor = Cursor {
-        pos: 0,
-        forward_from: 0,
-    };
+    let mut cursor = Cursor { pos: 0, forward_from: 0 };
     loop {
         let Some(held) = relay.held.as_mut() else {
             return Ok(());
         };
+        let track_commit = !held.transaction_effects.is_empty();
         let Held { scan, checkout, .. } = held;
-        let scan = scan.next(
-            &checkout.conn.read_buf[cursor.pos..],
-            max_backend_message(),
-            wants_body,
-        );
-        let (len, route) = match scan.map_err(|e| relay_error(&relay.pool, e))? {
+        let scan = scan.next(&checkout.conn.read_buf[cursor.pos..], max_backend_message(), |t| {
+            wants_body(t, track_commit)
+        });
+        let step = match scan.map_err(|e| relay_error(&relay.pool, e))? {
             Scan::NeedMore => break,
-            Scan::Pass { len, header } => (len, on_header(relay, header)),
-            Scan::Frame(header) => (header.total_len, on_frame(relay, &cursor, header)?),
+            Scan::Pass { len, header } => Step { len, route: on_header(relay, header), replacement: None },
+            Scan::Frame(header) => on_frame(relay, &cursor, header)?,
         };
-        advance(relay, &mut cursor, len, route).await?;
+        advance(relay, &mut cursor, step.len, step.route).await?;
+        if let Some(reply) = step.replacement {
+            flush(relay, &mut cursor).await?;
+            write_client(relay, &reply).await?;
+        }
         emit_due(relay, &mut cursor).await?;
     }
     flush(relay, &mut cursor).await?;
@@ -60,61 +70,101 @@ pub async fn process(relay: &mut Relay) -> Result<(), Exit> {
 
 /// A pass-through frame starts (or continues, when `header` is `None`).
 fn on_header(relay: &mut Relay, header: Option<FrameHeader>) -> Route {
+    let Some(header) = header else {
+        return relay.held.as_ref().map_or(Route::Forward, |h| h.frame_route);
+    };
     let Some(held) = relay.held.as_mut() else {
         return Route::Forward;
     };
-    if let Some(header) = header {
-        if header.tag == b'G' {
-            held.enter_copy_in();
-        }
-        let outcome = held.queue.on_backend_message(header.tag);
-        held.frame_route = outcome.route;
-        record_completions(&relay.pool, held, &outcome);
+    if header.tag == b'G' {
+        held.enter_copy_in();
     }
-    held.frame_route
+    let outcome = held.queue.on_backend_message(header.tag);
+    held.frame_route = outcome.route;
+    let status = held.status;
+    settle(relay, outcome, status);
+    relay.held.as_ref().map_or(Route::Forward, |h| h.frame_route)
 }
 
-/// Decodes a frame the proxy must understand and returns its route.
-fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<Route, Exit> {
-    let Relay {
-        held,
-        params,
-        pool,
-        ctx,
-        ..
-    } = relay;
+/// Decodes a frame the proxy must understand.
+fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<Step, Exit> {
+    let Relay { held, params, pool, ctx, .. } = relay;
     let Some(held) = held.as_mut() else {
-        return Ok(Route::Forward);
+        return Ok(Step { len: header.total_len, route: Route::Forward, replacement: None });
     };
+    let previous_status = held.status;
     let frame = &held.checkout.conn.read_buf[cursor.pos..cursor.pos + header.total_len];
+    let mut replacement = None;
     match header.tag {
         b'Z' => {
-            let status = ready_status(frame).map_err(|e| relay_error(pool, e))?;
-            held.status = status;
+            held.status = ready_status(frame).map_err(|e| relay_error(pool, e))?;
             held.copy_in = false;
         }
         b'S' => {
             let (name, value) = parameter_status(frame).map_err(|e| relay_error(pool, e))?;
-            if held.queue.route_of_next(b'S') == Route::Forward {
-                params.observe(&name, &value);
-            }
+            // Whatever changed it (the client's SET, or pgferry aligning the backend with this
+            // client), the backend's spelling of the value is now what the client has.
+            params.observe(&name, &value);
             held.conn().params.insert(name, value);
         }
+        b'C' => held.last_was_commit = command_tag(frame) == b"COMMIT",
         _ => {
             let fields = error_fields(frame).map_err(|e| relay_error(pool, e))?;
-            if held.queue.route_of_next(b'E') == Route::Forward {
-                ctx.metrics.count_error(&fields.sqlstate);
-            } else {
-                tracing::warn!(sqlstate = %fields.sqlstate, message = %fields.message, "statement injected by pgferry failed");
+            if fields.sqlstate == "0A000" && fields.message.contains("cached plan must not change result type") {
+                if let Some(id) = held.last_bound {
+                    held.conn().prepared.invalidate(id);
+                }
+            }
+            if let Some(action) = held.queue.front_action_mut() {
+                action.failed = true;
+                replacement = action.replace_error.take();
+            }
+            let visible = held.queue.route_of_next(b'E') == Route::Forward;
+            match (&replacement, visible) {
+                (Some(_), _) => ctx.metrics.count_error(crate::protocol::sqlstate::FEATURE_NOT_SUPPORTED),
+                (None, true) => ctx.metrics.count_error(&fields.sqlstate),
+                (None, false) => tracing::warn!(sqlstate = %fields.sqlstate, message = %fields.message, "statement injected by pgferry failed"),
             }
         }
     }
     let outcome = held.queue.on_backend_message(header.tag);
-    record_completions(pool, held, &outcome);
-    Ok(outcome.route)
+    let route = if replacement.is_some() { Route::Swallow } else { outcome.route };
+    settle(relay, outcome, previous_status);
+    Ok(Step { len: header.total_len, route, replacement })
 }
 
-/// Per-request bookkeeping when replies complete: latency and transaction metrics.
+/// The command tag of a CommandComplete frame (`COMMIT`, `ROLLBACK`, `INSERT 0 1`, ...).
+fn command_tag(frame: &[u8]) -> &[u8] {
+    let body = frame.get(5..).unwrap_or_default();
+    body.split(|b| *b == 0).next().unwrap_or_default()
+}
+
+/// Applies what completing (or failing) requests means: undo of prepared-statement
+/// bookkeeping on failure, session effects and transaction ends on success, metrics.
+fn settle(relay: &mut Relay, outcome: Outcome<Action>, previous_status: u8) {
+    let Some(held) = relay.held.as_mut() else {
+        return;
+    };
+    let status = held.status;
+    record_completions(&relay.pool, held, &outcome);
+    if outcome.failed {
+        let failed = outcome.completed.into_iter().map(|p| p.action);
+        for undo in outcome.skipped.into_iter().rev().chain(failed).filter_map(|a| a.undo) {
+            undo.apply(&mut relay.statements, &mut held.conn().prepared);
+        }
+        return;
+    }
+    let ready = outcome.completed.last().is_some_and(|p| p.request.ends_with_ready());
+    if ready && status == b'I' && previous_status != b'I' {
+        relay.on_transaction_end();
+    }
+    for done in outcome.completed {
+        if done.request == super::expect::Request::Query {
+            relay.on_query_done(done.action, status);
+        }
+    }
+}
+/// Latency and transaction metrics for completed requests.
 fn record_completions(pool: &BackendPool, held: &mut Held, outcome: &Outcome<Action>) {
     for done in &outcome.completed {
         if done.route != Route::Forward || !done.request.ends_with_ready() {

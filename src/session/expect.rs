@@ -106,17 +106,18 @@ fn route_for<A>(front: &Pending<A>, tag: u8) -> Route {
 pub struct Outcome<A> {
     /// Where the message goes.
     pub route: Route,
-    /// Entries this message completed, oldest first (several when an error skips to Sync).
+    /// Entries this message completed, oldest first (on an error: the failed request only).
     pub completed: Vec<Pending<A>>,
     /// True when the message is an ErrorResponse that failed `completed[0]`.
     pub failed: bool,
-    /// Actions of synthesized replies dropped because the backend skipped to Sync.
-    pub dropped: Vec<A>,
+    /// After an extended-protocol error: the actions of every later request and synthesized
+    /// reply up to the next Sync, which the backend skips, in the order they were queued.
+    pub skipped: Vec<A>,
 }
 
 impl<A> Outcome<A> {
     fn routed(route: Route) -> Self {
-        Outcome { route, completed: Vec::new(), failed: false, dropped: Vec::new() }
+        Outcome { route, completed: Vec::new(), failed: false, skipped: Vec::new() }
     }
 }
 
@@ -226,8 +227,8 @@ impl<A> ExpectQueue<A> {
             match entry {
                 Entry::Reply(p) if p.request == Request::Sync => return,
                 _ => match self.items.pop_front() {
-                    Some(Entry::Reply(pending)) => outcome.completed.push(pending),
-                    Some(Entry::Synthesize(_, action)) => outcome.dropped.push(action),
+                    Some(Entry::Reply(pending)) => outcome.skipped.push(pending.action),
+                    Some(Entry::Synthesize(_, action)) => outcome.skipped.push(action),
                     None => return,
                 },
             }
@@ -327,8 +328,8 @@ mod tests {
         q.push(Sync, Forward, ());
         let outcome = q.on_backend_message(b'E');
         assert!(outcome.failed);
-        assert_eq!(kinds(&outcome), vec![Bind, Execute]);
-        assert_eq!(outcome.dropped.len(), 1);
+        assert_eq!(kinds(&outcome), vec![Bind]);
+        assert_eq!(outcome.skipped.len(), 2, "the Execute and the synthesized reply");
         assert!(
             q.take_due().is_empty(),
             "a skipped Parse gets no ParseComplete"

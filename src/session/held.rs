@@ -2,9 +2,13 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use crate::pool::Checkout;
 use crate::protocol::frame::FrameScanner;
-use crate::server::ServerConn;
+use crate::server::{ServerConn, StatementId};
+use crate::session::prepared::Undo;
+use crate::session::sql_scan::SessionEffect;
 
 use super::expect::{ExpectQueue, Request, Route};
 
@@ -26,6 +30,13 @@ pub struct Held {
     pub frame_route: Route,
     /// Start of the current transaction, if one is open.
     pub transaction_started: Option<Instant>,
+    /// Session effects of statements inside the open transaction, applied if it commits.
+    pub transaction_effects: Vec<SessionEffect>,
+    /// Whether the last CommandComplete was `COMMIT` (tracked while effects wait on it).
+    pub last_was_commit: bool,
+    /// Server statement used by the last Bind, for `0A000 cached plan must not change result
+    /// type` on the Execute after it.
+    pub last_bound: Option<StatementId>,
 }
 
 impl Held {
@@ -41,6 +52,9 @@ impl Held {
             copy_in: false,
             frame_route: Route::Forward,
             transaction_started: None,
+            transaction_effects: Vec::new(),
+            last_was_commit: false,
+            last_bound: None,
         }
     }
 
@@ -60,8 +74,8 @@ impl Held {
     }
 
     /// Records a client message that the relay is about to forward (`describe_kind`: first
-    /// body byte of a Describe).
-    pub fn note_client_message(&mut self, tag: u8, describe_kind: Option<u8>) {
+    /// body byte of a Describe), with the action to run when its reply arrives.
+    pub fn note_client_request(&mut self, tag: u8, describe_kind: Option<u8>, action: Action) {
         if matches!(tag, b'c' | b'f') {
             self.copy_in = false;
         }
@@ -71,7 +85,7 @@ impl Held {
         let Some(request) = Request::of_client_message(tag, describe_kind) else {
             return;
         };
-        self.note_request(request, Route::Forward, Action::None);
+        self.note_request(request, Route::Forward, action);
     }
 
     /// The backend entered copy-in mode (CopyInResponse). Syncs the client pipelined behind the
@@ -96,12 +110,19 @@ impl Held {
 }
 
 /// What the session does when a request's reply arrives.
-#[derive(Debug, Clone, Default)]
-pub enum Action {
-    /// Nothing beyond routing.
-    #[default]
-    None,
+#[derive(Debug, Default)]
+pub struct Action {
+    /// Reverts prepared-statement bookkeeping if the backend fails or skips this request.
+    pub undo: Option<Undo>,
+    /// ErrorResponse the client gets instead of the backend's (a request pgferry poisoned on
+    /// purpose so the backend fails, skips to Sync and aborts a transaction as PostgreSQL would).
+    pub replace_error: Option<Bytes>,
+    /// Session effects of a simple Query (SET, RESET, DISCARD ALL, ...), applied on success.
+    pub effects: Vec<SessionEffect>,
+    /// An ErrorResponse arrived while this (simple Query) request ran.
+    pub failed: bool,
 }
+
 
 /// Message types a client may send once the session is established.
 pub fn is_frontend_tag(tag: u8) -> bool {

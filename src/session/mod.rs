@@ -1,6 +1,8 @@
 //! Per-client session task: opening handshake, authentication, welcome, then the relay loop.
 
 mod backend_output;
+mod client_input;
+mod effects;
 mod expect;
 mod handshake;
 mod held;
@@ -45,6 +47,8 @@ pub struct SessionContext {
     pub cancel: Arc<CancelRegistry>,
     pub metrics: Arc<Metrics>,
     pub tls: Option<TlsAcceptor>,
+    /// Process-wide cache of named prepared statements (transaction mode).
+    pub statements: prepared::StatementCache,
     /// Flips to true when the proxy shuts down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -189,6 +193,8 @@ async fn welcome(
         gauge: ctx.metrics.client_session(ClientState::Idle),
         bytes_in: 0,
         bytes_out: 0,
+        statements: prepared::ClientStatements::new(ctx.config.pooling.max_prepared_statements_per_client),
+        pins: Vec::new(),
     })
 }
 

@@ -1,12 +1,18 @@
 //! The client's view of session settings, and bringing a borrowed backend in line with it.
 //!
-//! In transaction mode a client's consecutive transactions run on different backends that
-//! earlier clients may have configured differently. Each client's desired settings (the
-//! pool's defaults, overlaid by its startup parameters and by ParameterStatus changes it caused)
-//! are compared on checkout with what the backend has, and the difference is applied with one
-//! injected statement whose replies are swallowed.
+//! In transaction mode a client's consecutive transactions run on backends that earlier clients
+//! may have configured differently. Each client's desired settings are kept in two kinds:
+//! - parameters the backend reports in ParameterStatus (TimeZone, DateStyle, application_name,
+//!   ...): plain values, starting from the pool's defaults overlaid by startup parameters, then
+//!   following every ParameterStatus the client's own statements cause;
+//! - every other setting (statement_timeout, search_path before PostgreSQL 18, ...): SQL value
+//!   expressions, from startup parameters (`options=-c ...`) and from plain `SET` statements
+//!   seen by the lexical scanner, replayed as written.
+//!
+//! On checkout the differences are applied with one injected statement whose replies are
+//! swallowed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::protocol::startup::StartupParams;
 
@@ -22,94 +28,129 @@ const SESSION_REPORTED: &[&str] = &[
     "default_transaction_read_only",
 ];
 
+/// Startup parameters that are not settings.
+const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
+
 /// Desired session settings of one client.
 #[derive(Debug, Clone, Default)]
 pub struct ClientParams {
-    desired: HashMap<String, String>,
+    /// Reported parameters (canonical spelling → plain value).
+    reported: HashMap<String, String>,
+    /// Other settings (lower-case name → SQL value expression).
+    other: BTreeMap<String, String>,
+    /// Values at login, which RESET / RESET ALL / DISCARD ALL return to.
+    initial_other: BTreeMap<String, String>,
+    /// Canonical spellings of the parameters this backend reports, by lower-case name.
+    reported_names: HashMap<String, String>,
 }
 
 impl ClientParams {
     /// Starts from the pool's defaults and applies the client's startup parameters
     /// (including `options=-c name=value` switches).
     pub fn new(baseline: &HashMap<String, String>, startup: &StartupParams) -> Self {
-        let mut desired: HashMap<String, String> = SESSION_REPORTED
+        let reported_names: HashMap<String, String> =
+            baseline.keys().map(|k| (k.to_ascii_lowercase(), k.clone())).collect();
+        let reported = SESSION_REPORTED
             .iter()
             .filter_map(|name| baseline.get(*name).map(|v| (name.to_string(), v.clone())))
             .collect();
+        let mut params = ClientParams { reported, reported_names, ..ClientParams::default() };
         for (name, value) in &startup.params {
             if name == "options" {
-                desired.extend(parse_options(value));
-            } else {
-                desired.insert(canonical_name(baseline, name), value.clone());
+                for (name, value) in parse_options(value) {
+                    params.set_startup(&name, &value);
+                }
+            } else if !NOT_SETTINGS.contains(&name.as_str()) {
+                params.set_startup(name, value);
             }
         }
-        ClientParams { desired }
+        params.initial_other = params.other.clone();
+        params
+    }
+
+    fn set_startup(&mut self, name: &str, value: &str) {
+        match self.reported_names.get(&name.to_ascii_lowercase()) {
+            Some(canonical) => {
+                self.reported.insert(canonical.clone(), value.to_string());
+            }
+            None => {
+                self.other.insert(name.to_ascii_lowercase(), literal(value));
+            }
+        }
+    }
+
+    /// True if the backend reports `name` (so ParameterStatus, not SET tracking, follows it).
+    pub fn is_reported(&self, name: &str) -> bool {
+        self.reported_names.contains_key(&name.to_ascii_lowercase())
     }
 
     /// The backend reported a change while serving this client: it is now the client's wish.
     pub fn observe(&mut self, name: &str, value: &str) {
         if SESSION_REPORTED.contains(&name) {
-            self.desired.insert(name.to_string(), value.to_string());
+            self.reported.insert(name.to_string(), value.to_string());
         }
     }
 
-    /// What the client believes `name` is (reported to it at login).
+    /// A successful `SET name TO expr` of a parameter the backend does not report.
+    pub fn set(&mut self, name: &str, expr: &str) {
+        if !self.is_reported(name) {
+            self.other.insert(name.to_ascii_lowercase(), expr.to_string());
+        }
+    }
+
+    /// A successful `RESET name` (or `SET name TO DEFAULT`): back to the login value.
+    pub fn reset(&mut self, name: &str) {
+        let name = name.to_ascii_lowercase();
+        match self.initial_other.get(&name) {
+            Some(initial) => self.other.insert(name, initial.clone()),
+            None => self.other.remove(&name),
+        };
+    }
+
+    /// A successful `RESET ALL` / `DISCARD ALL`.
+    pub fn reset_all(&mut self) {
+        self.other = self.initial_other.clone();
+    }
+
+    /// What the client believes a reported parameter is (reported to it at login).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.desired.get(name).map(String::as_str)
+        self.reported.get(name).map(String::as_str)
     }
 
-    /// All desired settings.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.desired.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    /// The SQL expression a non-reported setting should have, if the client set one.
+    pub fn get_other(&self, name: &str) -> Option<&str> {
+        self.other.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
 
-    /// SQL that makes a backend whose state is `current` (reported params plus what pgferry
-    /// applied earlier) match this client, or `None` when it already does. `applied` lists the
-    /// non-reported settings pgferry set on that backend; it is updated to the new state.
-    pub fn sync_sql(
-        &self,
-        current: &HashMap<String, String>,
-        applied: &mut HashMap<String, String>,
-    ) -> Option<String> {
-        let mut sets = Vec::new();
-        for (name, value) in &self.desired {
-            let have = current.get(name).or_else(|| applied.get(name));
-            if have != Some(value) {
-                sets.push(format!(
-                    "pg_catalog.set_config({}, {}, false)",
-                    literal(name),
-                    literal(value)
-                ));
-                if !current.contains_key(name) {
-                    applied.insert(name.clone(), value.clone());
-                }
-            }
-        }
-        let stale: Vec<String> = applied
-            .keys()
-            .filter(|k| !self.desired.contains_key(*k))
-            .cloned()
+    /// SQL that makes a backend whose reported parameters are `current` and whose other
+    /// settings pgferry set are `applied` match this client, or `None` when it already does.
+    /// `applied` is updated to the state the SQL produces.
+    pub fn sync_sql(&self, current: &HashMap<String, String>, applied: &mut HashMap<String, String>) -> Option<String> {
+        let mut sets: Vec<String> = self
+            .reported
+            .iter()
+            .filter(|(name, value)| current.get(*name) != Some(*value))
+            .map(|(name, value)| format!("pg_catalog.set_config({}, {}, false)", literal(name), literal(value)))
             .collect();
+        sets.sort();
         let mut sql = String::new();
         if !sets.is_empty() {
             sql = format!("SELECT {};", sets.join(", "));
         }
+        for (name, expr) in &self.other {
+            if applied.get(name) != Some(expr) {
+                sql.push_str(&format!("SET {} TO {expr};", identifier(name)));
+                applied.insert(name.clone(), expr.clone());
+            }
+        }
+        let mut stale: Vec<String> = applied.keys().filter(|k| !self.other.contains_key(*k)).cloned().collect();
+        stale.sort();
         for name in stale {
             applied.remove(&name);
             sql.push_str(&format!("RESET {};", identifier(&name)));
         }
         (!sql.is_empty()).then_some(sql)
     }
-}
-
-/// Reported parameter names are case-sensitive in ParameterStatus ("DateStyle"), but clients
-/// may send "datestyle": use the backend's spelling when it is known.
-fn canonical_name(baseline: &HashMap<String, String>, name: &str) -> String {
-    baseline
-        .keys()
-        .find(|k| k.eq_ignore_ascii_case(name))
-        .cloned()
-        .unwrap_or_else(|| name.to_string())
 }
 
 /// Parses libpq's `options` startup parameter: `-c name=value` and `--name=value` switches,
@@ -136,10 +177,7 @@ fn split_unescaped(text: &str) -> Vec<String> {
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => words
-                .last_mut()
-                .into_iter()
-                .for_each(|w| w.extend(chars.next())),
+            '\\' => words.last_mut().into_iter().for_each(|w| w.extend(chars.next())),
             c if c.is_whitespace() => words.push(String::new()),
             c => words.last_mut().into_iter().for_each(|w| w.push(c)),
         }
@@ -153,9 +191,9 @@ fn literal(text: &str) -> String {
     format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// A quoted identifier (for RESET).
+/// A parameter name as SQL: each dot-separated part quoted (`"myapp"."user_id"`).
 fn identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    name.split('.').map(|part| format!("\"{}\"", part.replace('"', "\"\""))).collect::<Vec<_>>().join(".")
 }
 
 #[cfg(test)]
@@ -163,65 +201,59 @@ mod tests {
     use super::*;
 
     fn baseline() -> HashMap<String, String> {
-        [
-            ("TimeZone", "UTC"),
-            ("application_name", "pgferry"),
-            ("server_version", "15.1"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        [("TimeZone", "UTC"), ("application_name", "pgferry"), ("server_version", "15.1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn startup(params: &[(&str, &str)]) -> StartupParams {
         StartupParams {
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             ..StartupParams::default()
         }
     }
 
     #[test]
-    fn startup_params_and_options_override_baseline() {
+    fn startup_params_and_options_override_baseline_with_canonical_names() {
         let p = ClientParams::new(
             &baseline(),
-            &startup(&[
-                ("timezone", "Europe/Paris"),
-                ("options", "-c statement_timeout=5s --search-path=a,b"),
-            ]),
+            &startup(&[("options", "-c timezone=Asia/Tokyo -c Statement_Timeout=5s --search-path=a,b")]),
         );
-        assert_eq!(p.get("TimeZone"), Some("Europe/Paris"));
-        assert_eq!(p.get("statement_timeout"), Some("5s"));
-        assert_eq!(p.get("search_path"), Some("a,b"));
+        assert_eq!(p.get("TimeZone"), Some("Asia/Tokyo"));
+        assert_eq!(p.get_other("statement_timeout"), Some("E'5s'"));
+        assert_eq!(p.get_other("search_path"), Some("E'a,b'"));
         assert_eq!(p.get("server_version"), None);
     }
 
     #[test]
     fn sync_sql_sets_differences_and_resets_stale_settings() {
-        let p = ClientParams::new(
-            &baseline(),
-            &startup(&[("application_name", "it's"), ("statement_timeout", "1s")]),
-        );
+        let mut p = ClientParams::new(&baseline(), &startup(&[("application_name", "it's"), ("statement_timeout", "1s")]));
+        p.set("search_path", "a, \"B\"");
         let mut current = baseline();
-        let mut applied = HashMap::from([("lock_timeout".to_string(), "2s".to_string())]);
+        let mut applied = HashMap::from([("lock_timeout".to_string(), "'2s'".to_string())]);
         let sql = p.sync_sql(&current, &mut applied).unwrap();
-        assert!(
-            sql.contains("set_config(E'application_name', E'it''s', false)"),
-            "{sql}"
-        );
-        assert!(
-            sql.contains("set_config(E'statement_timeout', E'1s', false)"),
-            "{sql}"
-        );
-        assert!(sql.ends_with("RESET \"lock_timeout\";"), "{sql}");
         assert_eq!(
-            applied.get("statement_timeout").map(String::as_str),
-            Some("1s")
+            sql,
+            "SELECT pg_catalog.set_config(E'application_name', E'it''s', false);\
+             SET \"search_path\" TO a, \"B\";SET \"statement_timeout\" TO E'1s';RESET \"lock_timeout\";"
         );
         current.insert("application_name".into(), "it's".into());
         assert_eq!(p.sync_sql(&current, &mut applied), None);
+    }
+
+    #[test]
+    fn set_reset_and_reset_all_follow_postgres_semantics() {
+        let mut p = ClientParams::new(&baseline(), &startup(&[("statement_timeout", "1s")]));
+        p.set("statement_timeout", "'9s'");
+        p.set("Work_Mem", "'64MB'");
+        p.set("TimeZone", "'Asia/Tokyo'");
+        assert_eq!(p.get_other("work_mem"), Some("'64MB'"));
+        assert_eq!(p.get_other("timezone"), None, "reported parameters follow ParameterStatus");
+        p.reset("statement_timeout");
+        assert_eq!(p.get_other("statement_timeout"), Some("E'1s'"));
+        p.reset_all();
+        assert_eq!(p.get_other("work_mem"), None);
     }
 
     #[test]
@@ -234,13 +266,11 @@ mod tests {
     }
 
     #[test]
-    fn options_with_escaped_spaces() {
+    fn options_with_escaped_spaces_and_dotted_names() {
         assert_eq!(
             parse_options(r"-c application_name=my\ app -cwork_mem=4MB"),
-            vec![
-                ("application_name".into(), "my app".into()),
-                ("work_mem".into(), "4MB".into())
-            ]
+            vec![("application_name".into(), "my app".into()), ("work_mem".into(), "4MB".into())]
         );
+        assert_eq!(identifier("myapp.user_id"), "\"myapp\".\"user_id\"");
     }
 }

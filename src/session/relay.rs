@@ -15,7 +15,9 @@ use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::expect::{Request, Route};
-use super::held::{is_frontend_tag, Action, Held};
+use super::held::{Action, Held};
+use super::prepared::ClientStatements;
+use super::sql_scan::PinReason;
 use super::params::ClientParams;
 use super::reset::salvage;
 use super::SessionContext;
@@ -24,7 +26,7 @@ use crate::config::PoolMode;
 use crate::metrics::{ClientState, ClientStateGuard};
 use crate::pool::BackendPool;
 use crate::protocol::decode;
-use crate::protocol::frame::{FrameScanner, Scan};
+use crate::protocol::frame::FrameScanner;
 use crate::protocol::messages;
 use crate::protocol::sqlstate;
 use crate::stream::ClientStream;
@@ -69,6 +71,10 @@ pub struct Relay {
     pub(super) params: ClientParams,
     pub(super) cancel: CancelSlot,
     pub(super) gauge: ClientStateGuard,
+    /// This client's named prepared statements (transaction mode).
+    pub(super) statements: ClientStatements,
+    /// Why this session keeps its backend (transaction mode); empty when not pinned.
+    pub(super) pins: Vec<PinReason>,
     pub(super) bytes_in: u64,
     pub(super) bytes_out: u64,
 }
@@ -88,15 +94,14 @@ impl Relay {
             Exit::ClientGone | Exit::Terminated => {}
         }
         if let Some(held) = self.held.take() {
-            let broken = matches!(exit, Exit::BackendLost(_));
+            // A client that left mid-message leaves the backend waiting for the rest of it.
+            let broken = matches!(exit, Exit::BackendLost(_)) || !self.client_scan.at_boundary();
             self.cancel.detach();
-            salvage(
-                held,
-                &self.pool,
-                self.ctx.config.limits.server_reset_timeout,
-                broken,
-            )
-            .await;
+            let limit = self.ctx.config.limits.server_reset_timeout;
+            salvage(held, &self.pool, limit, broken, &self.pins).await;
+        }
+        for reason in self.pins.clone() {
+            self.unpin(reason);
         }
     }
 
@@ -197,22 +202,48 @@ impl Relay {
 
     /// Scans what the client sent, borrows a backend if needed, and forwards it.
     async fn on_client_data(&mut self) -> Result<(), Exit> {
+        if self.held.is_none() && !self.first_message_ready()? {
+            return Ok(());
+        }
         if self.held.is_none() {
-            if self.client_scan.at_boundary() && self.client_buf.first() == Some(&b'X') {
-                return Err(Exit::Terminated);
-            }
-            if self.client_buf.len() < crate::protocol::frame::HEADER_LEN {
-                return Ok(());
-            }
             self.checkout().await?;
         }
-        let (forward_len, terminate) = self.scan_client()?;
-        if forward_len > 0 {
-            self.write_to_server(forward_len).await?;
-            self.client_buf.advance(forward_len);
+        let batch = self.scan_client()?;
+        match batch.rewritten {
+            Some(out) => self.write_to_server(Outgoing::Assembled(out)).await?,
+            None if batch.consumed > 0 => self.write_to_server(Outgoing::ClientBuffer(batch.consumed)).await?,
+            None => {}
         }
-        if terminate {
+        self.client_buf.advance(batch.consumed);
+        self.send_due_replies().await?;
+        if batch.terminate {
             return Err(Exit::Terminated);
+        }
+        Ok(())
+    }
+
+    /// Without a backend, one is borrowed only once the first message is complete (or large),
+    /// so a client trickling bytes cannot hold a backend; Terminate and malformed headers are
+    /// handled without one.
+    fn first_message_ready(&self) -> Result<bool, Exit> {
+        let max = self.ctx.config.limits.max_message_size;
+        let header = match crate::protocol::frame::peek_header(&self.client_buf, max) {
+            Ok(Some(header)) => header,
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string())),
+        };
+        if header.tag == b'X' {
+            return Err(Exit::Terminated);
+        }
+        Ok(self.client_buf.len() >= header.total_len.min(STREAM_AFTER))
+    }
+
+    /// Replies pgferry produced that are due now (nothing is outstanding before them).
+    async fn send_due_replies(&mut self) -> Result<(), Exit> {
+        let due = self.held.as_mut().map(|h| h.queue.take_due()).unwrap_or_default();
+        for reply in due {
+            self.client.write_all(&reply).await.map_err(|_| Exit::ClientGone)?;
+            self.bytes_out += reply.len() as u64;
         }
         Ok(())
     }
@@ -220,7 +251,11 @@ impl Relay {
     /// Forwards the first `len` bytes of the client buffer to the backend. While the backend
     /// does not accept more, its output is read and relayed: a backend blocked writing results
     /// to us would otherwise never read the rest of a large pipeline or COPY (deadlock).
-    async fn write_to_server(&mut self, len: usize) -> Result<(), Exit> {
+    async fn write_to_server(&mut self, outgoing: Outgoing) -> Result<(), Exit> {
+        let len = match &outgoing {
+            Outgoing::ClientBuffer(len) => *len,
+            Outgoing::Assembled(bytes) => bytes.len(),
+        };
         let mut written = 0;
         while written < len {
             let step = {
@@ -228,7 +263,10 @@ impl Relay {
                     return Ok(());
                 };
                 let conn = held.conn();
-                let data = &self.client_buf[written..len];
+                let data = match &outgoing {
+                    Outgoing::ClientBuffer(_) => &self.client_buf[written..len],
+                    Outgoing::Assembled(bytes) => &bytes[written..],
+                };
                 write_or_read(&mut conn.stream, &mut conn.read_buf, data).await
             };
             match step {
@@ -241,50 +279,6 @@ impl Relay {
             }
         }
         Ok(())
-    }
-
-    /// Walks the complete client headers in the buffer; returns how many bytes to forward and
-    /// whether a Terminate follows them.
-    fn scan_client(&mut self) -> Result<(usize, bool), Exit> {
-        let max = self.ctx.config.limits.max_message_size;
-        let mut pos = 0;
-        loop {
-            let scan = self
-                .client_scan
-                .next(&self.client_buf[pos..], max, |tag| tag == b'D');
-            match scan {
-                Ok(Scan::NeedMore) => return Ok((pos, false)),
-                Ok(Scan::Pass { len, header }) => {
-                    if let Some(header) = header {
-                        if header.tag == b'X' {
-                            return Ok((pos, true));
-                        }
-                        if !is_frontend_tag(header.tag) {
-                            let tag = char::from(header.tag);
-                            return Err(fatal(
-                                sqlstate::PROTOCOL_VIOLATION,
-                                &format!("invalid frontend message type {tag:?}"),
-                            ));
-                        }
-                        if let Some(held) = self.held.as_mut() {
-                            held.note_client_message(header.tag, None);
-                        }
-                    }
-                    pos += len;
-                }
-                Ok(Scan::Frame(header)) => {
-                    let kind = self
-                        .client_buf
-                        .get(pos + crate::protocol::frame::HEADER_LEN)
-                        .copied();
-                    if let Some(held) = self.held.as_mut() {
-                        held.note_client_message(header.tag, kind);
-                    }
-                    pos += header.total_len;
-                }
-                Err(e) => return Err(fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string())),
-            }
-        }
     }
 
     /// Borrows a backend, points cancel requests at it and aligns its session settings.
@@ -310,7 +304,7 @@ impl Relay {
                 self.held = Some(held);
                 return Err(self.backend_lost(&e.to_string()));
             }
-            held.note_request(Request::Query, Route::Swallow, Action::None);
+            held.note_request(Request::Query, Route::Swallow, Action::default());
         }
         self.held = Some(held);
         Ok(())
@@ -318,7 +312,9 @@ impl Relay {
 
     /// Transaction mode: gives the backend back as soon as it is idle and in sync.
     fn release_if_idle(&mut self) {
-        let idle = self.held.as_ref().is_some_and(Held::is_idle) && self.client_scan.at_boundary();
+        let idle = self.held.as_ref().is_some_and(Held::is_idle)
+            && self.client_scan.at_boundary()
+            && self.pins.is_empty();
         if !idle || self.pool.mode != PoolMode::Transaction {
             return;
         }
@@ -367,11 +363,23 @@ impl Relay {
     }
 }
 
-fn fatal(sqlstate: &'static str, message: &str) -> Exit {
+/// Ends the session with a FATAL error.
+pub(super) fn fatal(sqlstate: &'static str, message: &str) -> Exit {
     Exit::Fatal {
         sqlstate,
         message: message.to_string(),
     }
+}
+
+/// Messages start streaming to the backend once this much of them arrived.
+const STREAM_AFTER: usize = 64 * 1024;
+
+/// What [`Relay::write_to_server`] sends.
+enum Outgoing {
+    /// The first `n` bytes of the client buffer, unchanged (no copy).
+    ClientBuffer(usize),
+    /// A batch assembled because some frames were rewritten.
+    Assembled(BytesMut),
 }
 
 /// Progress of [`write_or_read`].

@@ -12,9 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::expect::{Request, Route};
 use super::held::{Action, Held};
+use super::sql_scan::PinReason;
 use crate::config::PoolMode;
 use crate::pool::BackendPool;
-use crate::protocol::decode::ready_status;
+use crate::protocol::decode::{parameter_status, ready_status};
 use crate::protocol::frame::Scan;
 use crate::protocol::messages;
 use crate::server::send_cancel;
@@ -31,11 +32,12 @@ enum ResetError {
 
 /// Restores `held` to a clean idle state within `limit`, then drops it (returning it to the pool
 /// if clean, closing it otherwise).
-pub async fn salvage(mut held: Held, pool: &BackendPool, limit: Duration, broken: bool) {
-    let outcome = if broken {
+pub async fn salvage(mut held: Held, pool: &BackendPool, limit: Duration, broken: bool, pins: &[PinReason]) {
+    // LOAD cannot be undone: such a connection is never reused.
+    let outcome = if broken || pins.contains(&PinReason::Load) {
         Ok(Ok(false))
     } else {
-        tokio::time::timeout(limit, restore(&mut held, pool)).await
+        tokio::time::timeout(limit, restore(&mut held, pool, pins)).await
     };
     match outcome {
         Ok(Ok(true)) => held.conn().mark_clean(),
@@ -53,8 +55,8 @@ fn discard(held: &mut Held, pool: &BackendPool, reason: &'static str) {
     pool.metrics.discarded(reason);
 }
 
-async fn restore(held: &mut Held, pool: &BackendPool) -> Result<bool, ResetError> {
-    if held.is_idle() && pool.mode == PoolMode::Transaction {
+async fn restore(held: &mut Held, pool: &BackendPool, pins: &[PinReason]) -> Result<bool, ResetError> {
+    if held.is_idle() && pool.mode == PoolMode::Transaction && pins.is_empty() {
         return Ok(true);
     }
     if held.queue.forget_synthesized() > 0 {
@@ -68,7 +70,7 @@ async fn restore(held: &mut Held, pool: &BackendPool) -> Result<bool, ResetError
     }
     if held.unsynced {
         messages::sync(&mut out);
-        held.note_request(Request::Sync, Route::Swallow, Action::None);
+        held.note_request(Request::Sync, Route::Swallow, Action::default());
     }
     send(held, &out).await?;
     drain(held).await?;
@@ -77,9 +79,40 @@ async fn restore(held: &mut Held, pool: &BackendPool) -> Result<bool, ResetError
     }
     if pool.mode == PoolMode::Session {
         run(held, "DISCARD ALL").await?;
-        held.conn().applied.clear();
+        forget_session_state(held);
+    } else if let Some(cleanup) = pin_cleanup(pins) {
+        run(held, &cleanup).await?;
+        if pins.contains(&PinReason::SqlPrepare) {
+            held.conn().prepared.clear();
+        }
     }
     Ok(held.status == b'I' && held.scan.at_boundary() && held.conn().read_buf.is_empty())
+}
+
+/// After DISCARD ALL nothing pgferry set or prepared on the backend remains.
+fn forget_session_state(held: &mut Held) {
+    let conn = held.conn();
+    conn.applied.clear();
+    conn.prepared.clear();
+}
+
+/// Undoes exactly what a pinned session left behind (each statement is harmless if nothing
+/// of its kind exists), so the backend can serve the next client.
+fn pin_cleanup(pins: &[PinReason]) -> Option<String> {
+    let statements: Vec<&str> = pins
+        .iter()
+        .map(|reason| match reason {
+            PinReason::AdvisoryLock => "SELECT pg_catalog.pg_advisory_unlock_all()",
+            PinReason::Listen => "UNLISTEN *",
+            PinReason::TempTable => "DISCARD TEMP",
+            PinReason::CursorWithHold => "CLOSE ALL",
+            PinReason::SqlPrepare => "DEALLOCATE ALL",
+            PinReason::SetRole => "RESET SESSION AUTHORIZATION; RESET ROLE",
+            PinReason::Load => "",
+        })
+        .filter(|sql| !sql.is_empty())
+        .collect();
+    (!statements.is_empty()).then(|| statements.join("; "))
 }
 
 async fn send(held: &mut Held, bytes: &[u8]) -> Result<(), ResetError> {
@@ -93,7 +126,7 @@ async fn run(held: &mut Held, sql: &str) -> Result<(), ResetError> {
     let mut out = BytesMut::new();
     messages::query(&mut out, sql);
     send(held, &out).await?;
-    held.note_request(Request::Query, Route::Swallow, Action::None);
+    held.note_request(Request::Query, Route::Swallow, Action::default());
     drain(held).await
 }
 
@@ -114,19 +147,12 @@ async fn drain(held: &mut Held) -> Result<(), ResetError> {
 }
 
 fn consume_buffered(held: &mut Held) -> Result<(), ResetError> {
+    let protocol = |e: &dyn std::fmt::Display| ResetError::Protocol(e.to_string());
     loop {
-        let Held {
-            checkout,
-            scan,
-            queue,
-            status,
-            ..
-        } = &mut *held;
-        let buf = &mut checkout.conn.read_buf;
-        match scan
-            .next(buf, usize::MAX, |t| t == b'Z')
-            .map_err(|e| ResetError::Protocol(e.to_string()))?
-        {
+        let Held { checkout, scan, queue, status, .. } = &mut *held;
+        let conn = &mut *checkout.conn;
+        let buf = &mut conn.read_buf;
+        match scan.next(buf, usize::MAX, |t| matches!(t, b'Z' | b'S')).map_err(|e| protocol(&e))? {
             Scan::NeedMore => return Ok(()),
             Scan::Pass { len, header } => {
                 if let Some(header) = header {
@@ -135,9 +161,16 @@ fn consume_buffered(held: &mut Held) -> Result<(), ResetError> {
                 buf.advance(len);
             }
             Scan::Frame(header) => {
-                *status = ready_status(&buf[..header.total_len])
-                    .map_err(|e| ResetError::Protocol(e.to_string()))?;
-                queue.on_backend_message(b'Z');
+                let frame = &buf[..header.total_len];
+                if header.tag == b'Z' {
+                    *status = ready_status(frame).map_err(|e| protocol(&e))?;
+                } else {
+                    // ROLLBACK and DISCARD ALL change reported parameters: keep the record
+                    // of the backend's state true for the next client's alignment.
+                    let (name, value) = parameter_status(frame).map_err(|e| protocol(&e))?;
+                    conn.params.insert(name, value);
+                }
+                queue.on_backend_message(header.tag);
                 buf.advance(header.total_len);
             }
         }

@@ -1,0 +1,281 @@
+//! Client → backend: scanning client messages, applying the transaction-pooling rules to the
+//! few that need it, and assembling one write for the backend.
+//!
+//! Most bytes pass untouched (and, when nothing in a batch is rewritten, are written straight
+//! from the client's read buffer). In transaction mode Parse/Bind/Describe/Close of named
+//! statements go through the prepared-statement planner, and the SQL of Query and Parse
+//! messages is classified by the lexical scanner (pins, SET/RESET tracking).
+
+use bytes::{Bytes, BytesMut};
+
+use super::expect::{Request, Route};
+use super::held::{is_frontend_tag, Action};
+use super::prepared::{self, parse_parse, Plan, PlanContext};
+use super::relay::{fatal, Exit, Relay};
+use super::sql_scan::{self, PinReason, SessionEffect};
+use crate::config::{PinningMode, PoolMode};
+use crate::protocol::frame::{Scan, HEADER_LEN};
+use crate::protocol::messages::{self, Severity};
+use crate::protocol::sqlstate;
+
+/// The client bytes consumed by one scan and what to send for them.
+pub(super) struct Batch {
+    /// Bytes of the client buffer this batch covers.
+    pub consumed: usize,
+    /// Set once any frame was rewritten: the whole batch, assembled.
+    pub rewritten: Option<BytesMut>,
+    /// A Terminate follows the batch.
+    pub terminate: bool,
+}
+
+/// What one client frame becomes.
+enum Step {
+    /// Forward the client's bytes unchanged.
+    Original(Action),
+    /// Send these frames instead.
+    Replace(Vec<Part>),
+    /// Send nothing; the reply is produced locally when it is due.
+    Local(Bytes, Action),
+}
+
+/// A frame sent to the backend in place of (or ahead of) the client's.
+struct Part {
+    bytes: Bytes,
+    request: Request,
+    route: Route,
+    action: Action,
+}
+
+/// Frames whose body the relay reads: Describe (statement or portal?) always; in transaction
+/// mode also Parse, Bind, Close and Query.
+fn wants_body(tag: u8, transaction_mode: bool) -> bool {
+    tag == b'D' || (transaction_mode && matches!(tag, b'P' | b'B' | b'C' | b'Q'))
+}
+
+impl Relay {
+    /// Walks the complete client messages in the buffer and plans what to send.
+    pub(super) fn scan_client(&mut self) -> Result<Batch, Exit> {
+        let max = self.ctx.config.limits.max_message_size;
+        let transaction_mode = self.pool.mode == PoolMode::Transaction;
+        let mut batch = Batch { consumed: 0, rewritten: None, terminate: false };
+        loop {
+            let rest = &self.client_buf[batch.consumed..];
+            let scan = self.client_scan.next(rest, max, |tag| wants_body(tag, transaction_mode));
+            match scan.map_err(|e| fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))? {
+                Scan::NeedMore => return Ok(batch),
+                Scan::Pass { len, header } => {
+                    if let Some(header) = header {
+                        if header.tag == b'X' {
+                            batch.terminate = true;
+                            return Ok(batch);
+                        }
+                        check_tag(header.tag)?;
+                        self.apply_step(&mut batch, header.tag, Step::Original(Action::default()));
+                    }
+                    self.copy_if_rewriting(&mut batch, len);
+                    batch.consumed += len;
+                }
+                Scan::Frame(header) => {
+                    check_tag(header.tag)?;
+                    let step = self.plan_frame(batch.consumed, header.total_len, header.tag)?;
+                    if let Step::Original(_) = step {
+                        self.copy_if_rewriting(&mut batch, header.total_len);
+                    }
+                    self.apply_step(&mut batch, header.tag, step);
+                    batch.consumed += header.total_len;
+                }
+            }
+        }
+    }
+
+    fn copy_if_rewriting(&self, batch: &mut Batch, len: usize) {
+        if let Some(out) = batch.rewritten.as_mut() {
+            out.extend_from_slice(&self.client_buf[batch.consumed..batch.consumed + len]);
+        }
+    }
+
+    /// Records the step's expectations and output. `batch.consumed` is the frame's start.
+    fn apply_step(&mut self, batch: &mut Batch, tag: u8, step: Step) {
+        let describe_kind = self.client_buf.get(batch.consumed + HEADER_LEN).copied();
+        let Some(held) = self.held.as_mut() else {
+            return;
+        };
+        match step {
+            Step::Original(action) => {
+                held.note_client_request(tag, describe_kind, action);
+            }
+            Step::Replace(parts) => {
+                let out = batch
+                    .rewritten
+                    .get_or_insert_with(|| BytesMut::from(&self.client_buf[..batch.consumed]));
+                for part in parts {
+                    out.extend_from_slice(&part.bytes);
+                    held.note_request(part.request, part.route, part.action);
+                }
+            }
+            Step::Local(reply, action) => {
+                batch.rewritten.get_or_insert_with(|| BytesMut::from(&self.client_buf[..batch.consumed]));
+                held.queue.push_synthesized(reply, action);
+            }
+        }
+    }
+
+    /// Decides what a frame the relay reads becomes.
+    fn plan_frame(&mut self, start: usize, len: usize, tag: u8) -> Result<Step, Exit> {
+        if self.pool.mode != PoolMode::Transaction {
+            return Ok(Step::Original(Action::default()));
+        }
+        let frame = Bytes::copy_from_slice(&self.client_buf[start..start + len]);
+        if tag == b'Q' {
+            let text = frame.get(HEADER_LEN..frame.len().saturating_sub(1)).unwrap_or_default();
+            return Ok(self.plan_query(text));
+        }
+        if tag == b'P' {
+            let query = parse_parse(&frame).map_err(|e| fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))?.query;
+            if let Some(poison) = self.apply_pins(&sql_scan::scan(query)) {
+                return Ok(Step::Replace(vec![poison_describe(poison)]));
+            }
+        }
+        self.plan_statement_frame(&frame, tag)
+    }
+
+    /// Parse/Bind/Describe/Close of named statements, through the prepared-statement planner.
+    fn plan_statement_frame(&mut self, frame: &[u8], tag: u8) -> Result<Step, Exit> {
+        let Relay { ctx, statements, held, .. } = self;
+        let Some(held) = held.as_mut() else {
+            return Ok(Step::Original(Action::default()));
+        };
+        let failed_transaction = held.status == b'E';
+        let planned = prepared::plan(
+            frame,
+            PlanContext { cache: &ctx.statements, client: statements, server: &mut held.conn().prepared, failed_transaction },
+        )
+        .map_err(|e| fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))?;
+        if tag == b'B' {
+            held.last_bound = planned.statement;
+        }
+        let action = Action { undo: planned.undo, ..Action::default() };
+        let describe_kind = frame.get(HEADER_LEN).copied();
+        let client_request = Request::of_client_message(tag, describe_kind).unwrap_or(Request::Sync);
+        Ok(match planned.plan {
+            Plan::PassThrough => Step::Original(action),
+            Plan::Synthesize(reply) => Step::Local(reply, action),
+            Plan::Error { reply, poison } => Step::Replace(vec![Part {
+                bytes: poison,
+                request: Request::DescribeStatement,
+                route: Route::Forward,
+                action: Action { replace_error: Some(reply), ..action },
+            }]),
+            Plan::Forward { prelude, frame } => {
+                let mut parts: Vec<Part> = prelude.into_iter().map(injected_part).collect();
+                parts.push(Part { bytes: frame, request: client_request, route: Route::Forward, action });
+                Step::Replace(parts)
+            }
+        })
+    }
+
+    /// A simple Query: pins now, session effects when it succeeds.
+    fn plan_query(&mut self, text: &[u8]) -> Step {
+        let effects = sql_scan::scan(text);
+        if effects.is_empty() {
+            return Step::Original(Action::default());
+        }
+        if let Some(reply) = self.apply_pins(&effects) {
+            let mut poison = BytesMut::new();
+            messages::query(&mut poison, "pgferry refused this statement");
+            return Step::Replace(vec![Part {
+                bytes: poison.freeze(),
+                request: Request::Query,
+                route: Route::Forward,
+                action: Action { replace_error: Some(reply), ..Action::default() },
+            }]);
+        }
+        let effects = effects.into_iter().filter(|e| !matches!(e, SessionEffect::Pin(_))).collect();
+        Step::Original(Action { effects, ..Action::default() })
+    }
+
+    /// Applies the pinning policy to the pins among `effects`; in `error` mode returns the
+    /// ErrorResponse that replaces the statement.
+    fn apply_pins(&mut self, effects: &[SessionEffect]) -> Option<Bytes> {
+        for effect in effects {
+            let SessionEffect::Pin(reason) = effect else {
+                continue;
+            };
+            match self.ctx.config.pooling.pinning {
+                PinningMode::Pin => self.pin(*reason),
+                PinningMode::Ignore => {}
+                PinningMode::Error => return Some(refusal(*reason)),
+            }
+        }
+        None
+    }
+
+    /// Keeps the current backend for the rest of the session (until provably clean).
+    pub(super) fn pin(&mut self, reason: PinReason) {
+        if self.pins.contains(&reason) {
+            return;
+        }
+        if self.pins.is_empty() {
+            self.pool.pinned_sessions_changed(1);
+        }
+        self.pins.push(reason);
+        self.pool.metrics.pinned(reason.as_str());
+        self.ctx.metrics.pinned_session(reason.as_str(), 1);
+        tracing::info!(reason = reason.as_str(), "session pinned to its backend connection");
+    }
+
+    /// Drops a pin whose state was provably cleared.
+    pub(super) fn unpin(&mut self, reason: PinReason) {
+        let before = self.pins.len();
+        self.pins.retain(|r| *r != reason);
+        if self.pins.len() < before {
+            self.ctx.metrics.pinned_session(reason.as_str(), -1);
+            if self.pins.is_empty() {
+                self.pool.pinned_sessions_changed(-1);
+            }
+        }
+    }
+}
+
+fn check_tag(tag: u8) -> Result<(), Exit> {
+    if is_frontend_tag(tag) {
+        return Ok(());
+    }
+    let message = format!("invalid frontend message type {:?}", char::from(tag));
+    Err(fatal(sqlstate::PROTOCOL_VIOLATION, &message))
+}
+
+fn injected_part(injected: prepared::Injected) -> Part {
+    let (bytes, request) = match injected {
+        prepared::Injected::Close(bytes) => (bytes, Request::Close),
+        prepared::Injected::Parse(bytes) => (bytes, Request::Parse),
+    };
+    Part { bytes, request, route: Route::Swallow, action: Action::default() }
+}
+
+/// A Describe of a statement that cannot exist, whose error is replaced by `reply`.
+fn poison_describe(reply: Bytes) -> Part {
+    Part {
+        bytes: prepared::poison_frame(),
+        request: Request::DescribeStatement,
+        route: Route::Forward,
+        action: Action { replace_error: Some(reply), ..Action::default() },
+    }
+}
+
+/// The 0A000 error for a statement refused by `pooling.pinning = "error"`.
+fn refusal(reason: PinReason) -> Bytes {
+    let feature = match reason {
+        PinReason::AdvisoryLock => "session-level advisory locks",
+        PinReason::Listen => "LISTEN",
+        PinReason::TempTable => "temporary tables without ON COMMIT DROP",
+        PinReason::CursorWithHold => "cursors WITH HOLD",
+        PinReason::SqlPrepare => "SQL-level PREPARE",
+        PinReason::Load => "LOAD",
+        PinReason::SetRole => "SET ROLE / SET SESSION AUTHORIZATION",
+    };
+    let message = format!("{feature} cannot be used through pgferry in transaction pooling mode (pooling.pinning = \"error\")");
+    let mut buf = BytesMut::new();
+    messages::error_response(&mut buf, Severity::Error, sqlstate::FEATURE_NOT_SUPPORTED, &message);
+    buf.freeze()
+}

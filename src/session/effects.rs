@@ -1,0 +1,90 @@
+//! Session effects of a client's successful statements, as the lexical scanner classified
+//! them: the client's desired settings follow its `SET`/`RESET`, its prepared statements follow
+//! `DEALLOCATE ALL`/`DISCARD ALL`, and pins are dropped once their state is provably gone.
+//!
+//! Effects of a statement apply only when it succeeded; inside a transaction they wait for the
+//! transaction to commit (a rolled-back `SET` never happened).
+
+use super::held::Action;
+use super::relay::Relay;
+use super::sql_scan::{PinReason, SessionEffect};
+
+impl Relay {
+    /// A simple Query completed with its ReadyForQuery; `status` is the new transaction status.
+    pub(super) fn on_query_done(&mut self, action: Action, status: u8) {
+        if action.failed || action.effects.is_empty() {
+            return;
+        }
+        match (status, self.held.as_mut()) {
+            (b'I', _) => self.apply_effects(action.effects),
+            (_, Some(held)) => held.transaction_effects.extend(action.effects),
+            (_, None) => {}
+        }
+    }
+
+    /// A transaction ended (ReadyForQuery `I` after `T`/`E`): its deferred effects apply if it
+    /// committed.
+    pub(super) fn on_transaction_end(&mut self) {
+        let Some(held) = self.held.as_mut() else {
+            return;
+        };
+        let effects = std::mem::take(&mut held.transaction_effects);
+        if held.last_was_commit {
+            self.apply_effects(effects);
+        }
+    }
+
+    fn apply_effects(&mut self, effects: Vec<SessionEffect>) {
+        for effect in effects {
+            self.apply_effect(effect);
+        }
+    }
+
+    fn apply_effect(&mut self, effect: SessionEffect) {
+        let Some(held) = self.held.as_mut() else {
+            return;
+        };
+        let conn = held.conn();
+        match effect {
+            SessionEffect::Set { name, value } if value.eq_ignore_ascii_case("default") => {
+                self.params.reset(&name);
+                conn.applied.remove(&name.to_ascii_lowercase());
+            }
+            SessionEffect::Set { name, value } => {
+                if !self.params.is_reported(&name) {
+                    self.params.set(&name, &value);
+                    conn.applied.insert(name.to_ascii_lowercase(), value);
+                }
+            }
+            SessionEffect::Reset { name } => {
+                self.params.reset(&name);
+                conn.applied.remove(&name.to_ascii_lowercase());
+            }
+            SessionEffect::ResetAll => {
+                self.params.reset_all();
+                conn.applied.clear();
+            }
+            SessionEffect::DiscardAll => {
+                self.params.reset_all();
+                conn.applied.clear();
+                conn.prepared.clear();
+                self.statements.clear();
+                for reason in self.pins.clone() {
+                    if reason != PinReason::Load {
+                        self.unpin(reason);
+                    }
+                }
+            }
+            SessionEffect::DeallocateAll => {
+                conn.prepared.clear();
+                self.statements.clear();
+                self.unpin(PinReason::SqlPrepare);
+            }
+            SessionEffect::DiscardTemp => self.unpin(PinReason::TempTable),
+            SessionEffect::UnlistenAll => self.unpin(PinReason::Listen),
+            SessionEffect::CloseAll => self.unpin(PinReason::CursorWithHold),
+            SessionEffect::AdvisoryUnlockAll => self.unpin(PinReason::AdvisoryLock),
+            SessionEffect::Pin(_) => {}
+        }
+    }
+}

@@ -118,7 +118,9 @@ fn build_context(
         cancel: CancelRegistry::new(),
         metrics: Arc::clone(metrics),
         tls,
-        statements: crate::session::prepared::StatementCache::new(config.pooling.max_cached_statements),
+        statements: crate::session::prepared::StatementCache::new(
+            config.pooling.max_cached_statements,
+        ),
         shutdown,
     })
 }

@@ -142,7 +142,10 @@ async fn copy_in_and_copy_out() {
     tx.commit().await.unwrap();
     assert_eq!(String::from_utf8(bytes).unwrap().lines().count(), 10_000);
     let other = app_client(&handle).await;
-    other.simple_query("SELECT 1").await.expect("backend released after COPY");
+    other
+        .simple_query("SELECT 1")
+        .await
+        .expect("backend released after COPY");
 }
 
 #[tokio::test]

@@ -151,7 +151,10 @@ mod tests {
         assert_eq!(fields.message, "relation \"x\" does not exist");
         assert!(error_fields(&frame(b'E', b"SERROR\0C42")).is_err());
         let latin1 = error_fields(&frame(b'E', b"SERROR\0C22P02\0Minvalid \xe9\0\0")).unwrap();
-        assert_eq!((latin1.sqlstate.as_str(), latin1.message.as_str()), ("22P02", "invalid \u{fffd}"));
+        assert_eq!(
+            (latin1.sqlstate.as_str(), latin1.message.as_str()),
+            ("22P02", "invalid \u{fffd}")
+        );
         assert!(error_fields(&frame(b'E', b"SERROR\0")).is_err());
     }
 

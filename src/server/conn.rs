@@ -8,10 +8,10 @@ use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::ServerPrepared;
 use super::login::login;
 use super::stream::{establish, ServerStream};
 use super::wire::{self, ErrorFields};
+use super::ServerPrepared;
 use super::{BackendKey, BackendTarget, ServerError};
 
 /// Source of [`ServerConn::id`]: unique for the life of the process.

@@ -39,19 +39,28 @@ struct Step {
 
 /// Processes everything complete in the held backend's read buffer.
 pub async fn process(relay: &mut Relay) -> Result<(), Exit> {
-    let mut cursor = Cursor { pos: 0, forward_from: 0 };
+    let mut cursor = Cursor {
+        pos: 0,
+        forward_from: 0,
+    };
     loop {
         let Some(held) = relay.held.as_mut() else {
             return Ok(());
         };
         let track_commit = !held.transaction_effects.is_empty();
         let Held { scan, checkout, .. } = held;
-        let scan = scan.next(&checkout.conn.read_buf[cursor.pos..], max_backend_message(), |t| {
-            wants_body(t, track_commit)
-        });
+        let scan = scan.next(
+            &checkout.conn.read_buf[cursor.pos..],
+            max_backend_message(),
+            |t| wants_body(t, track_commit),
+        );
         let step = match scan.map_err(|e| relay_error(&relay.pool, e))? {
             Scan::NeedMore => break,
-            Scan::Pass { len, header } => Step { len, route: on_header(relay, header), replacement: None },
+            Scan::Pass { len, header } => Step {
+                len,
+                route: on_header(relay, header),
+                replacement: None,
+            },
             Scan::Frame(header) => on_frame(relay, &cursor, header)?,
         };
         advance(relay, &mut cursor, step.len, step.route).await?;
@@ -71,7 +80,10 @@ pub async fn process(relay: &mut Relay) -> Result<(), Exit> {
 /// A pass-through frame starts (or continues, when `header` is `None`).
 fn on_header(relay: &mut Relay, header: Option<FrameHeader>) -> Route {
     let Some(header) = header else {
-        return relay.held.as_ref().map_or(Route::Forward, |h| h.frame_route);
+        return relay
+            .held
+            .as_ref()
+            .map_or(Route::Forward, |h| h.frame_route);
     };
     let Some(held) = relay.held.as_mut() else {
         return Route::Forward;
@@ -83,14 +95,27 @@ fn on_header(relay: &mut Relay, header: Option<FrameHeader>) -> Route {
     held.frame_route = outcome.route;
     let status = held.status;
     settle(relay, outcome, status);
-    relay.held.as_ref().map_or(Route::Forward, |h| h.frame_route)
+    relay
+        .held
+        .as_ref()
+        .map_or(Route::Forward, |h| h.frame_route)
 }
 
 /// Decodes a frame the proxy must understand.
 fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<Step, Exit> {
-    let Relay { held, params, pool, ctx, .. } = relay;
+    let Relay {
+        held,
+        params,
+        pool,
+        ctx,
+        ..
+    } = relay;
     let Some(held) = held.as_mut() else {
-        return Ok(Step { len: header.total_len, route: Route::Forward, replacement: None });
+        return Ok(Step {
+            len: header.total_len,
+            route: Route::Forward,
+            replacement: None,
+        });
     };
     let previous_status = held.status;
     let frame = &held.checkout.conn.read_buf[cursor.pos..cursor.pos + header.total_len];
@@ -110,7 +135,11 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
         b'C' => held.last_was_commit = command_tag(frame) == b"COMMIT",
         _ => {
             let fields = error_fields(frame).map_err(|e| relay_error(pool, e))?;
-            if fields.sqlstate == "0A000" && fields.message.contains("cached plan must not change result type") {
+            if fields.sqlstate == "0A000"
+                && fields
+                    .message
+                    .contains("cached plan must not change result type")
+            {
                 if let Some(id) = held.last_bound {
                     held.conn().prepared.invalidate(id);
                 }
@@ -121,16 +150,28 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
             }
             let visible = held.queue.route_of_next(b'E') == Route::Forward;
             match (&replacement, visible) {
-                (Some(_), _) => ctx.metrics.count_error(crate::protocol::sqlstate::FEATURE_NOT_SUPPORTED),
+                (Some(_), _) => ctx
+                    .metrics
+                    .count_error(crate::protocol::sqlstate::FEATURE_NOT_SUPPORTED),
                 (None, true) => ctx.metrics.count_error(&fields.sqlstate),
-                (None, false) => tracing::warn!(sqlstate = %fields.sqlstate, message = %fields.message, "statement injected by pgferry failed"),
+                (None, false) => {
+                    tracing::warn!(sqlstate = %fields.sqlstate, message = %fields.message, "statement injected by pgferry failed")
+                }
             }
         }
     }
     let outcome = held.queue.on_backend_message(header.tag);
-    let route = if replacement.is_some() { Route::Swallow } else { outcome.route };
+    let route = if replacement.is_some() {
+        Route::Swallow
+    } else {
+        outcome.route
+    };
     settle(relay, outcome, previous_status);
-    Ok(Step { len: header.total_len, route, replacement })
+    Ok(Step {
+        len: header.total_len,
+        route,
+        replacement,
+    })
 }
 
 /// The command tag of a CommandComplete frame (`COMMIT`, `ROLLBACK`, `INSERT 0 1`, ...).
@@ -149,12 +190,21 @@ fn settle(relay: &mut Relay, outcome: Outcome<Action>, previous_status: u8) {
     record_completions(&relay.pool, held, &outcome);
     if outcome.failed {
         let failed = outcome.completed.into_iter().map(|p| p.action);
-        for undo in outcome.skipped.into_iter().rev().chain(failed).filter_map(|a| a.undo) {
+        for undo in outcome
+            .skipped
+            .into_iter()
+            .rev()
+            .chain(failed)
+            .filter_map(|a| a.undo)
+        {
             undo.apply(&mut relay.statements, &mut held.conn().prepared);
         }
         return;
     }
-    let ready = outcome.completed.last().is_some_and(|p| p.request.ends_with_ready());
+    let ready = outcome
+        .completed
+        .last()
+        .is_some_and(|p| p.request.ends_with_ready());
     if ready && status == b'I' && previous_status != b'I' {
         relay.on_transaction_end();
     }

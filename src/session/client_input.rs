@@ -57,10 +57,16 @@ impl Relay {
     pub(super) fn scan_client(&mut self) -> Result<Batch, Exit> {
         let max = self.ctx.config.limits.max_message_size;
         let transaction_mode = self.pool.mode == PoolMode::Transaction;
-        let mut batch = Batch { consumed: 0, rewritten: None, terminate: false };
+        let mut batch = Batch {
+            consumed: 0,
+            rewritten: None,
+            terminate: false,
+        };
         loop {
             let rest = &self.client_buf[batch.consumed..];
-            let scan = self.client_scan.next(rest, max, |tag| wants_body(tag, transaction_mode));
+            let scan = self
+                .client_scan
+                .next(rest, max, |tag| wants_body(tag, transaction_mode));
             match scan.map_err(|e| fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))? {
                 Scan::NeedMore => return Ok(batch),
                 Scan::Pass { len, header } => {
@@ -114,7 +120,9 @@ impl Relay {
                 }
             }
             Step::Local(reply, action) => {
-                batch.rewritten.get_or_insert_with(|| BytesMut::from(&self.client_buf[..batch.consumed]));
+                batch
+                    .rewritten
+                    .get_or_insert_with(|| BytesMut::from(&self.client_buf[..batch.consumed]));
                 held.queue.push_synthesized(reply, action);
             }
         }
@@ -127,11 +135,15 @@ impl Relay {
         }
         let frame = Bytes::copy_from_slice(&self.client_buf[start..start + len]);
         if tag == b'Q' {
-            let text = frame.get(HEADER_LEN..frame.len().saturating_sub(1)).unwrap_or_default();
+            let text = frame
+                .get(HEADER_LEN..frame.len().saturating_sub(1))
+                .unwrap_or_default();
             return Ok(self.plan_query(text));
         }
         if tag == b'P' {
-            let query = parse_parse(&frame).map_err(|e| fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))?.query;
+            let query = parse_parse(&frame)
+                .map_err(|e| fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))?
+                .query;
             if let Some(poison) = self.apply_pins(&sql_scan::scan(query)) {
                 return Ok(Step::Replace(vec![poison_describe(poison)]));
             }
@@ -141,22 +153,36 @@ impl Relay {
 
     /// Parse/Bind/Describe/Close of named statements, through the prepared-statement planner.
     fn plan_statement_frame(&mut self, frame: &[u8], tag: u8) -> Result<Step, Exit> {
-        let Relay { ctx, statements, held, .. } = self;
+        let Relay {
+            ctx,
+            statements,
+            held,
+            ..
+        } = self;
         let Some(held) = held.as_mut() else {
             return Ok(Step::Original(Action::default()));
         };
         let failed_transaction = held.status == b'E';
         let planned = prepared::plan(
             frame,
-            PlanContext { cache: &ctx.statements, client: statements, server: &mut held.conn().prepared, failed_transaction },
+            PlanContext {
+                cache: &ctx.statements,
+                client: statements,
+                server: &mut held.conn().prepared,
+                failed_transaction,
+            },
         )
         .map_err(|e| fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))?;
         if tag == b'B' {
             held.last_bound = planned.statement;
         }
-        let action = Action { undo: planned.undo, ..Action::default() };
+        let action = Action {
+            undo: planned.undo,
+            ..Action::default()
+        };
         let describe_kind = frame.get(HEADER_LEN).copied();
-        let client_request = Request::of_client_message(tag, describe_kind).unwrap_or(Request::Sync);
+        let client_request =
+            Request::of_client_message(tag, describe_kind).unwrap_or(Request::Sync);
         Ok(match planned.plan {
             Plan::PassThrough => Step::Original(action),
             Plan::Synthesize(reply) => Step::Local(reply, action),
@@ -164,11 +190,19 @@ impl Relay {
                 bytes: poison,
                 request: Request::DescribeStatement,
                 route: Route::Forward,
-                action: Action { replace_error: Some(reply), ..action },
+                action: Action {
+                    replace_error: Some(reply),
+                    ..action
+                },
             }]),
             Plan::Forward { prelude, frame } => {
                 let mut parts: Vec<Part> = prelude.into_iter().map(injected_part).collect();
-                parts.push(Part { bytes: frame, request: client_request, route: Route::Forward, action });
+                parts.push(Part {
+                    bytes: frame,
+                    request: client_request,
+                    route: Route::Forward,
+                    action,
+                });
                 Step::Replace(parts)
             }
         })
@@ -187,11 +221,20 @@ impl Relay {
                 bytes: poison.freeze(),
                 request: Request::Query,
                 route: Route::Forward,
-                action: Action { replace_error: Some(reply), ..Action::default() },
+                action: Action {
+                    replace_error: Some(reply),
+                    ..Action::default()
+                },
             }]);
         }
-        let effects = effects.into_iter().filter(|e| !matches!(e, SessionEffect::Pin(_))).collect();
-        Step::Original(Action { effects, ..Action::default() })
+        let effects = effects
+            .into_iter()
+            .filter(|e| !matches!(e, SessionEffect::Pin(_)))
+            .collect();
+        Step::Original(Action {
+            effects,
+            ..Action::default()
+        })
     }
 
     /// Applies the pinning policy to the pins among `effects`; in `error` mode returns the
@@ -221,7 +264,10 @@ impl Relay {
         self.pins.push(reason);
         self.pool.metrics.pinned(reason.as_str());
         self.ctx.metrics.pinned_session(reason.as_str(), 1);
-        tracing::info!(reason = reason.as_str(), "session pinned to its backend connection");
+        tracing::info!(
+            reason = reason.as_str(),
+            "session pinned to its backend connection"
+        );
     }
 
     /// Drops a pin whose state was provably cleared.
@@ -250,7 +296,12 @@ fn injected_part(injected: prepared::Injected) -> Part {
         prepared::Injected::Close(bytes) => (bytes, Request::Close),
         prepared::Injected::Parse(bytes) => (bytes, Request::Parse),
     };
-    Part { bytes, request, route: Route::Swallow, action: Action::default() }
+    Part {
+        bytes,
+        request,
+        route: Route::Swallow,
+        action: Action::default(),
+    }
 }
 
 /// A Describe of a statement that cannot exist, whose error is replaced by `reply`.
@@ -259,7 +310,10 @@ fn poison_describe(reply: Bytes) -> Part {
         bytes: prepared::poison_frame(),
         request: Request::DescribeStatement,
         route: Route::Forward,
-        action: Action { replace_error: Some(reply), ..Action::default() },
+        action: Action {
+            replace_error: Some(reply),
+            ..Action::default()
+        },
     }
 }
 
@@ -276,6 +330,11 @@ fn refusal(reason: PinReason) -> Bytes {
     };
     let message = format!("{feature} cannot be used through pgferry in transaction pooling mode (pooling.pinning = \"error\")");
     let mut buf = BytesMut::new();
-    messages::error_response(&mut buf, Severity::Error, sqlstate::FEATURE_NOT_SUPPORTED, &message);
+    messages::error_response(
+        &mut buf,
+        Severity::Error,
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        &message,
+    );
     buf.freeze()
 }

@@ -53,7 +53,10 @@ impl Relay {
             SessionEffect::Set { name, value } => {
                 if !self.params.is_reported(&name) {
                     self.params.set(&name, &value);
-                    conn.applied.insert(name.to_ascii_lowercase(), value);
+                    if let Some(statement) = self.params.statement_for(&name) {
+                        conn.applied
+                            .insert(name.to_ascii_lowercase(), statement.to_string());
+                    }
                 }
             }
             SessionEffect::Reset { name } => {

@@ -117,7 +117,12 @@ pub struct Outcome<A> {
 
 impl<A> Outcome<A> {
     fn routed(route: Route) -> Self {
-        Outcome { route, completed: Vec::new(), failed: false, skipped: Vec::new() }
+        Outcome {
+            route,
+            completed: Vec::new(),
+            failed: false,
+            skipped: Vec::new(),
+        }
     }
 }
 
@@ -329,7 +334,11 @@ mod tests {
         let outcome = q.on_backend_message(b'E');
         assert!(outcome.failed);
         assert_eq!(kinds(&outcome), vec![Bind]);
-        assert_eq!(outcome.skipped.len(), 2, "the Execute and the synthesized reply");
+        assert_eq!(
+            outcome.skipped.len(),
+            2,
+            "the Execute and the synthesized reply"
+        );
         assert!(
             q.take_due().is_empty(),
             "a skipped Parse gets no ParseComplete"
@@ -381,7 +390,11 @@ mod tests {
         assert_eq!(kinds(&q.on_backend_message(b'C')), vec![Execute]);
         let mut simple = queue(&[(Query, Forward), (Sync, Forward)]);
         simple.drop_pending_syncs();
-        assert_eq!(simple.len(), 2, "only an Execute's COPY makes Syncs ignored");
+        assert_eq!(
+            simple.len(),
+            2,
+            "only an Execute's COPY makes Syncs ignored"
+        );
     }
 
     #[test]

@@ -123,7 +123,6 @@ pub struct Action {
     pub failed: bool,
 }
 
-
 /// Message types a client may send once the session is established.
 pub fn is_frontend_tag(tag: u8) -> bool {
     matches!(

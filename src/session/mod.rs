@@ -193,7 +193,9 @@ async fn welcome(
         gauge: ctx.metrics.client_session(ClientState::Idle),
         bytes_in: 0,
         bytes_out: 0,
-        statements: prepared::ClientStatements::new(ctx.config.pooling.max_prepared_statements_per_client),
+        statements: prepared::ClientStatements::new(
+            ctx.config.pooling.max_prepared_statements_per_client,
+        ),
         pins: Vec::new(),
     })
 }

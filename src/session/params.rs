@@ -5,9 +5,10 @@
 //! - parameters the backend reports in ParameterStatus (TimeZone, DateStyle, application_name,
 //!   ...): plain values, starting from the pool's defaults overlaid by startup parameters, then
 //!   following every ParameterStatus the client's own statements cause;
-//! - every other setting (statement_timeout, search_path before PostgreSQL 18, ...): SQL value
-//!   expressions, from startup parameters (`options=-c ...`) and from plain `SET` statements
-//!   seen by the lexical scanner, replayed as written.
+//! - every other setting (statement_timeout, search_path before PostgreSQL 18, ...): kept as
+//!   the statement that reproduces it — `set_config(name, value)` for startup parameters
+//!   (`options=-c ...`, whose values are raw configuration strings), and the client's own
+//!   `SET name TO expr` as written for settings seen by the lexical scanner.
 //!
 //! On checkout the differences are applied with one injected statement whose replies are
 //! swallowed.
@@ -36,7 +37,7 @@ const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
 pub struct ClientParams {
     /// Reported parameters (canonical spelling → plain value).
     reported: HashMap<String, String>,
-    /// Other settings (lower-case name → SQL value expression).
+    /// Other settings (lower-case name → the statement that sets it).
     other: BTreeMap<String, String>,
     /// Values at login, which RESET / RESET ALL / DISCARD ALL return to.
     initial_other: BTreeMap<String, String>,
@@ -48,13 +49,19 @@ impl ClientParams {
     /// Starts from the pool's defaults and applies the client's startup parameters
     /// (including `options=-c name=value` switches).
     pub fn new(baseline: &HashMap<String, String>, startup: &StartupParams) -> Self {
-        let reported_names: HashMap<String, String> =
-            baseline.keys().map(|k| (k.to_ascii_lowercase(), k.clone())).collect();
+        let reported_names: HashMap<String, String> = baseline
+            .keys()
+            .map(|k| (k.to_ascii_lowercase(), k.clone()))
+            .collect();
         let reported = SESSION_REPORTED
             .iter()
             .filter_map(|name| baseline.get(*name).map(|v| (name.to_string(), v.clone())))
             .collect();
-        let mut params = ClientParams { reported, reported_names, ..ClientParams::default() };
+        let mut params = ClientParams {
+            reported,
+            reported_names,
+            ..ClientParams::default()
+        };
         for (name, value) in &startup.params {
             if name == "options" {
                 for (name, value) in parse_options(value) {
@@ -74,7 +81,13 @@ impl ClientParams {
                 self.reported.insert(canonical.clone(), value.to_string());
             }
             None => {
-                self.other.insert(name.to_ascii_lowercase(), literal(value));
+                let name = name.to_ascii_lowercase();
+                let statement = format!(
+                    "SELECT pg_catalog.set_config({}, {}, false);",
+                    literal(&name),
+                    literal(value)
+                );
+                self.other.insert(name, statement);
             }
         }
     }
@@ -94,8 +107,18 @@ impl ClientParams {
     /// A successful `SET name TO expr` of a parameter the backend does not report.
     pub fn set(&mut self, name: &str, expr: &str) {
         if !self.is_reported(name) {
-            self.other.insert(name.to_ascii_lowercase(), expr.to_string());
+            let name = name.to_ascii_lowercase();
+            let statement = format!("SET {} TO {expr};", identifier(&name));
+            self.other.insert(name, statement);
         }
+    }
+
+    /// The statement that reproduces the client's setting of a non-reported parameter, as
+    /// recorded in a backend's `applied` map.
+    pub fn statement_for(&self, name: &str) -> Option<&str> {
+        self.other
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// A successful `RESET name` (or `SET name TO DEFAULT`): back to the login value.
@@ -117,33 +140,42 @@ impl ClientParams {
         self.reported.get(name).map(String::as_str)
     }
 
-    /// The SQL expression a non-reported setting should have, if the client set one.
-    pub fn get_other(&self, name: &str) -> Option<&str> {
-        self.other.get(&name.to_ascii_lowercase()).map(String::as_str)
-    }
-
     /// SQL that makes a backend whose reported parameters are `current` and whose other
     /// settings pgferry set are `applied` match this client, or `None` when it already does.
     /// `applied` is updated to the state the SQL produces.
-    pub fn sync_sql(&self, current: &HashMap<String, String>, applied: &mut HashMap<String, String>) -> Option<String> {
+    pub fn sync_sql(
+        &self,
+        current: &HashMap<String, String>,
+        applied: &mut HashMap<String, String>,
+    ) -> Option<String> {
         let mut sets: Vec<String> = self
             .reported
             .iter()
             .filter(|(name, value)| current.get(*name) != Some(*value))
-            .map(|(name, value)| format!("pg_catalog.set_config({}, {}, false)", literal(name), literal(value)))
+            .map(|(name, value)| {
+                format!(
+                    "pg_catalog.set_config({}, {}, false)",
+                    literal(name),
+                    literal(value)
+                )
+            })
             .collect();
         sets.sort();
         let mut sql = String::new();
         if !sets.is_empty() {
             sql = format!("SELECT {};", sets.join(", "));
         }
-        for (name, expr) in &self.other {
-            if applied.get(name) != Some(expr) {
-                sql.push_str(&format!("SET {} TO {expr};", identifier(name)));
-                applied.insert(name.clone(), expr.clone());
+        for (name, statement) in &self.other {
+            if applied.get(name) != Some(statement) {
+                sql.push_str(statement);
+                applied.insert(name.clone(), statement.clone());
             }
         }
-        let mut stale: Vec<String> = applied.keys().filter(|k| !self.other.contains_key(*k)).cloned().collect();
+        let mut stale: Vec<String> = applied
+            .keys()
+            .filter(|k| !self.other.contains_key(*k))
+            .cloned()
+            .collect();
         stale.sort();
         for name in stale {
             applied.remove(&name);
@@ -177,7 +209,10 @@ fn split_unescaped(text: &str) -> Vec<String> {
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => words.last_mut().into_iter().for_each(|w| w.extend(chars.next())),
+            '\\' => words
+                .last_mut()
+                .into_iter()
+                .for_each(|w| w.extend(chars.next())),
             c if c.is_whitespace() => words.push(String::new()),
             c => words.last_mut().into_iter().for_each(|w| w.push(c)),
         }
@@ -193,7 +228,10 @@ fn literal(text: &str) -> String {
 
 /// A parameter name as SQL: each dot-separated part quoted (`"myapp"."user_id"`).
 fn identifier(name: &str) -> String {
-    name.split('.').map(|part| format!("\"{}\"", part.replace('"', "\"\""))).collect::<Vec<_>>().join(".")
+    name.split('.')
+        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 #[cfg(test)]
@@ -201,15 +239,22 @@ mod tests {
     use super::*;
 
     fn baseline() -> HashMap<String, String> {
-        [("TimeZone", "UTC"), ("application_name", "pgferry"), ("server_version", "15.1")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("TimeZone", "UTC"),
+            ("application_name", "pgferry"),
+            ("server_version", "15.1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     fn startup(params: &[(&str, &str)]) -> StartupParams {
         StartupParams {
-            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..StartupParams::default()
         }
     }
@@ -218,25 +263,39 @@ mod tests {
     fn startup_params_and_options_override_baseline_with_canonical_names() {
         let p = ClientParams::new(
             &baseline(),
-            &startup(&[("options", "-c timezone=Asia/Tokyo -c Statement_Timeout=5s --search-path=a,b")]),
+            &startup(&[(
+                "options",
+                "-c timezone=Asia/Tokyo -c Statement_Timeout=5s --search-path=a,b",
+            )]),
         );
         assert_eq!(p.get("TimeZone"), Some("Asia/Tokyo"));
-        assert_eq!(p.get_other("statement_timeout"), Some("E'5s'"));
-        assert_eq!(p.get_other("search_path"), Some("E'a,b'"));
+        assert_eq!(
+            p.statement_for("statement_timeout"),
+            Some("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);")
+        );
+        assert_eq!(
+            p.statement_for("search_path"),
+            Some("SELECT pg_catalog.set_config(E'search_path', E'a,b', false);"),
+            "startup values are configuration strings, not SQL"
+        );
         assert_eq!(p.get("server_version"), None);
     }
 
     #[test]
     fn sync_sql_sets_differences_and_resets_stale_settings() {
-        let mut p = ClientParams::new(&baseline(), &startup(&[("application_name", "it's"), ("statement_timeout", "1s")]));
+        let mut p = ClientParams::new(
+            &baseline(),
+            &startup(&[("application_name", "it's"), ("statement_timeout", "1s")]),
+        );
         p.set("search_path", "a, \"B\"");
         let mut current = baseline();
-        let mut applied = HashMap::from([("lock_timeout".to_string(), "'2s'".to_string())]);
+        let mut applied = HashMap::from([("lock_timeout".to_string(), "SET x;".to_string())]);
         let sql = p.sync_sql(&current, &mut applied).unwrap();
         assert_eq!(
             sql,
             "SELECT pg_catalog.set_config(E'application_name', E'it''s', false);\
-             SET \"search_path\" TO a, \"B\";SET \"statement_timeout\" TO E'1s';RESET \"lock_timeout\";"
+             SET \"search_path\" TO a, \"B\";\
+             SELECT pg_catalog.set_config(E'statement_timeout', E'1s', false);RESET \"lock_timeout\";"
         );
         current.insert("application_name".into(), "it's".into());
         assert_eq!(p.sync_sql(&current, &mut applied), None);
@@ -248,12 +307,22 @@ mod tests {
         p.set("statement_timeout", "'9s'");
         p.set("Work_Mem", "'64MB'");
         p.set("TimeZone", "'Asia/Tokyo'");
-        assert_eq!(p.get_other("work_mem"), Some("'64MB'"));
-        assert_eq!(p.get_other("timezone"), None, "reported parameters follow ParameterStatus");
+        assert_eq!(
+            p.statement_for("work_mem"),
+            Some("SET \"work_mem\" TO '64MB';")
+        );
+        assert_eq!(
+            p.statement_for("timezone"),
+            None,
+            "reported parameters follow ParameterStatus"
+        );
         p.reset("statement_timeout");
-        assert_eq!(p.get_other("statement_timeout"), Some("E'1s'"));
+        assert_eq!(
+            p.statement_for("statement_timeout"),
+            Some("SELECT pg_catalog.set_config(E'statement_timeout', E'1s', false);")
+        );
         p.reset_all();
-        assert_eq!(p.get_other("work_mem"), None);
+        assert_eq!(p.statement_for("work_mem"), None);
     }
 
     #[test]
@@ -269,7 +338,10 @@ mod tests {
     fn options_with_escaped_spaces_and_dotted_names() {
         assert_eq!(
             parse_options(r"-c application_name=my\ app -cwork_mem=4MB"),
-            vec![("application_name".into(), "my app".into()), ("work_mem".into(), "4MB".into())]
+            vec![
+                ("application_name".into(), "my app".into()),
+                ("work_mem".into(), "4MB".into())
+            ]
         );
         assert_eq!(identifier("myapp.user_id"), "\"myapp\".\"user_id\"");
     }

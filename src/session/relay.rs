@@ -16,10 +16,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::expect::{Request, Route};
 use super::held::{Action, Held};
-use super::prepared::ClientStatements;
-use super::sql_scan::PinReason;
 use super::params::ClientParams;
+use super::prepared::ClientStatements;
 use super::reset::salvage;
+use super::sql_scan::PinReason;
 use super::SessionContext;
 use crate::cancel::CancelSlot;
 use crate::config::PoolMode;
@@ -211,7 +211,10 @@ impl Relay {
         let batch = self.scan_client()?;
         match batch.rewritten {
             Some(out) => self.write_to_server(Outgoing::Assembled(out)).await?,
-            None if batch.consumed > 0 => self.write_to_server(Outgoing::ClientBuffer(batch.consumed)).await?,
+            None if batch.consumed > 0 => {
+                self.write_to_server(Outgoing::ClientBuffer(batch.consumed))
+                    .await?
+            }
             None => {}
         }
         self.client_buf.advance(batch.consumed);
@@ -240,9 +243,16 @@ impl Relay {
 
     /// Replies pgferry produced that are due now (nothing is outstanding before them).
     async fn send_due_replies(&mut self) -> Result<(), Exit> {
-        let due = self.held.as_mut().map(|h| h.queue.take_due()).unwrap_or_default();
+        let due = self
+            .held
+            .as_mut()
+            .map(|h| h.queue.take_due())
+            .unwrap_or_default();
         for reply in due {
-            self.client.write_all(&reply).await.map_err(|_| Exit::ClientGone)?;
+            self.client
+                .write_all(&reply)
+                .await
+                .map_err(|_| Exit::ClientGone)?;
             self.bytes_out += reply.len() as u64;
         }
         Ok(())

@@ -32,7 +32,13 @@ enum ResetError {
 
 /// Restores `held` to a clean idle state within `limit`, then drops it (returning it to the pool
 /// if clean, closing it otherwise).
-pub async fn salvage(mut held: Held, pool: &BackendPool, limit: Duration, broken: bool, pins: &[PinReason]) {
+pub async fn salvage(
+    mut held: Held,
+    pool: &BackendPool,
+    limit: Duration,
+    broken: bool,
+    pins: &[PinReason],
+) {
     // LOAD cannot be undone: such a connection is never reused.
     let outcome = if broken || pins.contains(&PinReason::Load) {
         Ok(Ok(false))
@@ -55,7 +61,11 @@ fn discard(held: &mut Held, pool: &BackendPool, reason: &'static str) {
     pool.metrics.discarded(reason);
 }
 
-async fn restore(held: &mut Held, pool: &BackendPool, pins: &[PinReason]) -> Result<bool, ResetError> {
+async fn restore(
+    held: &mut Held,
+    pool: &BackendPool,
+    pins: &[PinReason],
+) -> Result<bool, ResetError> {
     if held.is_idle() && pool.mode == PoolMode::Transaction && pins.is_empty() {
         return Ok(true);
     }
@@ -149,10 +159,19 @@ async fn drain(held: &mut Held) -> Result<(), ResetError> {
 fn consume_buffered(held: &mut Held) -> Result<(), ResetError> {
     let protocol = |e: &dyn std::fmt::Display| ResetError::Protocol(e.to_string());
     loop {
-        let Held { checkout, scan, queue, status, .. } = &mut *held;
+        let Held {
+            checkout,
+            scan,
+            queue,
+            status,
+            ..
+        } = &mut *held;
         let conn = &mut *checkout.conn;
         let buf = &mut conn.read_buf;
-        match scan.next(buf, usize::MAX, |t| matches!(t, b'Z' | b'S')).map_err(|e| protocol(&e))? {
+        match scan
+            .next(buf, usize::MAX, |t| matches!(t, b'Z' | b'S'))
+            .map_err(|e| protocol(&e))?
+        {
             Scan::NeedMore => return Ok(()),
             Scan::Pass { len, header } => {
                 if let Some(header) = header {

@@ -55,6 +55,7 @@ mod client_map;
 mod messages;
 mod planner;
 
+pub use crate::server::ServerPrepared;
 pub use cache::{CachedStatement, StatementCache, StatementId};
 pub use client_map::{ClientStatements, RegisterError};
 pub use messages::{
@@ -65,7 +66,6 @@ pub use messages::{
     INVALID_SQL_STATEMENT_NAME,
 };
 pub use planner::{plan, Injected, Plan, PlanContext, Planned, Undo};
-pub use crate::server::ServerPrepared;
 
 /// Bounds on prepared-statement memory (the lead maps them to configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

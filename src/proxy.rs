@@ -35,6 +35,7 @@ pub struct ProxyHandle {
     client_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
+    close_all: watch::Sender<bool>,
     sessions: Arc<Semaphore>,
     max_clients: u32,
     ctx: Arc<SessionContext>,
@@ -51,7 +52,9 @@ impl Proxy {
         let config = Arc::new(config);
         let metrics = Metrics::new();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let ctx = Arc::new(build_context(&config, &metrics, shutdown_rx.clone())?);
+        let (close_all_tx, close_all_rx) = watch::channel(false);
+        let signals = (shutdown_rx.clone(), close_all_rx);
+        let ctx = Arc::new(build_context(&config, &metrics, signals)?);
         let pool_source: Arc<dyn PoolStateSource> = ctx.pools.clone();
         metrics.set_pool_source(Arc::downgrade(&pool_source));
         let listener = bind(config.listen.addr).await?;
@@ -85,6 +88,7 @@ impl Proxy {
             client_addr,
             metrics_addr,
             shutdown: shutdown_tx,
+            close_all: close_all_tx,
             sessions,
             max_clients,
             ctx,
@@ -95,7 +99,7 @@ impl Proxy {
 fn build_context(
     config: &Arc<Config>,
     metrics: &Arc<Metrics>,
-    shutdown: watch::Receiver<bool>,
+    (shutdown, close_all): (watch::Receiver<bool>, watch::Receiver<bool>),
 ) -> Result<SessionContext, StartError> {
     let invalid = |e: &dyn std::fmt::Display| StartError::Invalid(e.to_string());
     let users = UserStore::from_config(&config.users).map_err(|e| invalid(&e))?;
@@ -122,6 +126,7 @@ fn build_context(
             config.pooling.max_cached_statements,
         ),
         shutdown,
+        close_all,
     })
 }
 
@@ -150,7 +155,9 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
+                    // Typically out of file descriptors: back off instead of spinning.
                     tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -174,8 +181,6 @@ async fn accept_loop(
 }
 
 async fn reject_over_limit(tcp: TcpStream, ctx: Arc<SessionContext>) {
-    ctx.metrics
-        .client_rejected(crate::metrics::RejectReason::MaxClients);
     let message = format!(
         "sorry, too many clients already (pgferry max_client_connections = {})",
         ctx.config.limits.max_client_connections
@@ -205,9 +210,14 @@ impl ProxyHandle {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let limit = self.ctx.config.limits.shutdown_timeout;
-        let all = self.sessions.acquire_many(self.max_clients);
-        if tokio::time::timeout(limit, all).await.is_err() {
+        if tokio::time::timeout(limit, self.sessions.acquire_many(self.max_clients))
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown timeout: closing remaining sessions");
+            let _ = self.close_all.send(true);
+            let reset = self.ctx.config.limits.server_reset_timeout;
+            let _ = tokio::time::timeout(reset, self.sessions.acquire_many(self.max_clients)).await;
         }
     }
 }

@@ -95,7 +95,14 @@ pub fn tune_socket(stream: &TcpStream) {
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(std::time::Duration::from_secs(60))
         .with_interval(std::time::Duration::from_secs(10));
-    if let Err(error) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+    let socket = socket2::SockRef::from(stream);
+    if let Err(error) = socket.set_tcp_keepalive(&keepalive) {
         tracing::debug!(%error, "TCP keepalive not set");
+    }
+    // Unacknowledged writes fail after this long, so a frozen Lambda cannot keep a backend
+    // (or a write to it) hanging for the ~15 minutes of default TCP retransmission.
+    #[cfg(target_os = "linux")]
+    if let Err(error) = socket.set_tcp_user_timeout(Some(std::time::Duration::from_secs(60))) {
+        tracing::debug!(%error, "TCP_USER_TIMEOUT not set");
     }
 }

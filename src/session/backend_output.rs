@@ -210,7 +210,7 @@ fn settle(relay: &mut Relay, outcome: Outcome<Action>, previous_status: u8) {
     }
     for done in outcome.completed {
         if done.request == super::expect::Request::Query {
-            relay.on_query_done(done.action, status);
+            relay.on_query_done(done.action, previous_status, status);
         }
     }
 }

@@ -10,15 +10,40 @@ use super::relay::Relay;
 use super::sql_scan::{PinReason, SessionEffect};
 
 impl Relay {
-    /// A simple Query completed with its ReadyForQuery; `status` is the new transaction status.
-    pub(super) fn on_query_done(&mut self, action: Action, status: u8) {
+    /// A simple Query completed with its ReadyForQuery. `before` and `after` are the
+    /// transaction status around it. The effects are walked in statement order, following any
+    /// BEGIN / COMMIT / ROLLBACK inside the same query string: effects inside a transaction
+    /// wait for its commit (and are dropped on rollback); those outside apply now.
+    pub(super) fn on_query_done(&mut self, action: Action, before: u8, after: u8) {
         if action.failed || action.effects.is_empty() {
             return;
         }
-        match (status, self.held.as_mut()) {
-            (b'I', _) => self.apply_effects(action.effects),
-            (_, Some(held)) => held.transaction_effects.extend(action.effects),
-            (_, None) => {}
+        let mut in_transaction = before != b'I';
+        let (mut now, mut deferred) = (Vec::new(), Vec::new());
+        for effect in action.effects {
+            match effect {
+                SessionEffect::TransactionStart => in_transaction = true,
+                SessionEffect::TransactionEnd { commit } => {
+                    let earlier = self
+                        .held
+                        .as_mut()
+                        .map(|h| std::mem::take(&mut h.transaction_effects));
+                    if commit && in_transaction {
+                        now.extend(earlier.unwrap_or_default());
+                        now.append(&mut deferred);
+                    }
+                    deferred.clear();
+                    in_transaction = false;
+                }
+                other if in_transaction => deferred.push(other),
+                other => now.push(other),
+            }
+        }
+        self.apply_effects(now);
+        if after != b'I' {
+            if let Some(held) = self.held.as_mut() {
+                held.transaction_effects.extend(deferred);
+            }
         }
     }
 
@@ -87,7 +112,9 @@ impl Relay {
             SessionEffect::UnlistenAll => self.unpin(PinReason::Listen),
             SessionEffect::CloseAll => self.unpin(PinReason::CursorWithHold),
             SessionEffect::AdvisoryUnlockAll => self.unpin(PinReason::AdvisoryLock),
-            SessionEffect::Pin(_) => {}
+            SessionEffect::Pin(_)
+            | SessionEffect::TransactionStart
+            | SessionEffect::TransactionEnd { .. } => {}
         }
     }
 }

@@ -49,8 +49,10 @@ pub struct SessionContext {
     pub tls: Option<TlsAcceptor>,
     /// Process-wide cache of named prepared statements (transaction mode).
     pub statements: prepared::StatementCache,
-    /// Flips to true when the proxy shuts down.
+    /// Flips to true when the proxy shuts down: idle sessions end, transactions may finish.
     pub shutdown: watch::Receiver<bool>,
+    /// Flips to true when `shutdown_timeout` is over: every session ends now.
+    pub close_all: watch::Receiver<bool>,
 }
 
 impl SessionContext {
@@ -76,23 +78,31 @@ impl SessionContext {
 pub async fn run_client(tcp: TcpStream, peer: SocketAddr, ctx: Arc<SessionContext>) {
     let span = tracing::info_span!("client", %peer, user = tracing::field::Empty, database = tracing::field::Empty);
     async move {
+        // The login timeout bounds what the client controls (TLS, startup, password); the
+        // first backend checkout in `welcome` has its own bounds and errors.
         let login_timeout = ctx.config.limits.login_timeout;
-        let relay = match tokio::time::timeout(login_timeout, open_session(tcp, &ctx)).await {
-            Ok(Some(relay)) => relay,
-            Ok(None) => return,
-            Err(_) => {
-                ctx.metrics.client_rejected(RejectReason::LoginTimeout);
-                tracing::info!("login timeout");
-                return;
-            }
-        };
-        relay.run().await;
+        let (stream, startup, pool) =
+            match tokio::time::timeout(login_timeout, open_session(tcp, &ctx)).await {
+                Ok(Some(logged_in)) => logged_in,
+                Ok(None) => return,
+                Err(_) => {
+                    ctx.metrics.client_rejected(RejectReason::LoginTimeout);
+                    tracing::info!("login timeout");
+                    return;
+                }
+            };
+        if let Some(relay) = welcome(stream, startup, pool, &ctx).await {
+            relay.run().await;
+        }
     }
     .instrument(span)
     .await
 }
 
-async fn open_session(tcp: TcpStream, ctx: &Arc<SessionContext>) -> Option<Relay> {
+/// A client that passed authentication, with the pool it is routed to.
+type LoggedIn = (ClientStream, StartupParams, Arc<BackendPool>);
+
+async fn open_session(tcp: TcpStream, ctx: &Arc<SessionContext>) -> Option<LoggedIn> {
     match handshake::open(tcp, ctx).await {
         Opened::Session(stream, startup) => log_in(stream, startup, ctx).await,
         Opened::Cancel(key) => {
@@ -107,7 +117,7 @@ async fn log_in(
     mut stream: ClientStream,
     startup: StartupParams,
     ctx: &Arc<SessionContext>,
-) -> Option<Relay> {
+) -> Option<LoggedIn> {
     let span = tracing::Span::current();
     span.record("user", startup.user.as_str());
     span.record("database", startup.database.as_str());
@@ -129,8 +139,7 @@ async fn log_in(
             return None;
         }
     };
-    ctx.metrics.login(LoginResult::Ok);
-    welcome(stream, startup, pool, ctx).await
+    Some((stream, startup, pool))
 }
 
 async fn authenticate_and_route(
@@ -165,6 +174,7 @@ async fn welcome(
                 pool.baseline_params().unwrap_or_default()
             }
             Err(error) => {
+                ctx.metrics.login(LoginResult::Error);
                 handshake::refuse(&mut stream, ctx, error.sqlstate(), &error.to_string()).await;
                 return None;
             }
@@ -180,6 +190,7 @@ async fn welcome(
     messages::backend_key_data(&mut out, cancel.key().process_id, cancel.key().secret_key);
     messages::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await.ok()?;
+    ctx.metrics.login(LoginResult::Ok);
     tracing::debug!("client logged in");
     Some(Relay {
         ctx: Arc::clone(ctx),
@@ -202,9 +213,15 @@ async fn welcome(
 
 /// Completes the opening handshake only to refuse the client with 53300 (too many clients):
 /// the error is sent after the startup packet, inside TLS if negotiated, as PostgreSQL does.
+/// Cancel requests are still honoured: at the limit, cancelling a runaway query matters most.
 pub async fn refuse_opening(tcp: TcpStream, ctx: &SessionContext, message: &str) {
-    if let Opened::Session(mut stream, _) = handshake::open(tcp, ctx).await {
-        let code = crate::protocol::sqlstate::TOO_MANY_CONNECTIONS;
-        handshake::refuse(&mut stream, ctx, code, message).await;
+    match handshake::open(tcp, ctx).await {
+        Opened::Session(mut stream, _) => {
+            ctx.metrics.client_rejected(RejectReason::MaxClients);
+            let code = crate::protocol::sqlstate::TOO_MANY_CONNECTIONS;
+            handshake::refuse(&mut stream, ctx, code, message).await;
+        }
+        Opened::Cancel(key) => ctx.cancel.cancel(key).await,
+        Opened::Closed => {}
     }
 }

@@ -62,6 +62,13 @@ impl ClientParams {
             reported_names,
             ..ClientParams::default()
         };
+        // Backends log in as application_name=pgferry (visible in pg_stat_activity); a client
+        // that names itself nothing must see what PostgreSQL would show it: an empty name.
+        if params.reported.contains_key("application_name") {
+            params
+                .reported
+                .insert("application_name".to_string(), String::new());
+        }
         for (name, value) in &startup.params {
             if name == "options" {
                 for (name, value) in parse_options(value) {
@@ -323,6 +330,12 @@ mod tests {
         );
         p.reset_all();
         assert_eq!(p.statement_for("work_mem"), None);
+    }
+
+    #[test]
+    fn unnamed_clients_see_an_empty_application_name() {
+        let p = ClientParams::new(&baseline(), &startup(&[]));
+        assert_eq!(p.get("application_name"), Some(""));
     }
 
     #[test]

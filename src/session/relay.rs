@@ -141,7 +141,8 @@ impl Relay {
                 return exit;
             }
             self.release_if_idle();
-            if self.held.is_none() && *self.ctx.shutdown.borrow() {
+            let idle = self.held.as_ref().is_none_or(Held::is_idle);
+            if idle && *self.ctx.shutdown.borrow() || *self.ctx.close_all.borrow() {
                 return fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down");
             }
         }
@@ -152,12 +153,20 @@ impl Relay {
     fn timeout(&self) -> Option<(Duration, fn() -> Event)> {
         let limits = &self.ctx.config.limits;
         let (duration, event): (Duration, fn() -> Event) = match &self.held {
-            Some(h) if h.queue.is_empty() && h.status != b'I' => {
+            // The backend is working: bounding that is statement_timeout's job.
+            Some(h) if !h.queue.is_empty() => return None,
+            // The backend waits for the client, which holds it: in a transaction, in an open
+            // extended-protocol batch or COPY, or in the middle of sending a message.
+            Some(h)
+                if h.status != b'I'
+                    || h.unsynced
+                    || h.copy_in
+                    || !self.client_scan.at_boundary() =>
+            {
                 (limits.idle_transaction_timeout, || {
                     Event::IdleInTransactionTimeout
                 })
             }
-            Some(h) if !h.is_idle() => return None,
             _ => (limits.client_idle_timeout, || Event::IdleTimeout),
         };
         (!duration.is_zero()).then_some((duration, event))
@@ -182,14 +191,20 @@ impl Relay {
             ..
         } = self;
         let mut shutdown = ctx.shutdown.clone();
+        let mut close_all = ctx.close_all.clone();
         match held {
             Some(held) => {
+                // A session holding an idle backend (session mode, pinned) ends at shutdown;
+                // one inside a transaction gets until `shutdown_timeout`.
+                let idle = held.is_idle();
                 let conn = held.conn();
                 reserve(&mut conn.read_buf);
                 tokio::select! {
                     r = client.read_buf(client_buf) => Event::Client(r),
                     r = conn.stream.read_buf(&mut conn.read_buf) => Event::Server(r),
                     event = timer => event,
+                    _ = shutdown.changed(), if idle => Event::Shutdown,
+                    _ = close_all.changed() => Event::Shutdown,
                 }
             }
             None => tokio::select! {

@@ -88,6 +88,11 @@ pub enum SessionEffect {
     CloseAll,
     /// A call of `pg_advisory_unlock_all()`.
     AdvisoryUnlockAll,
+    /// `BEGIN` / `START TRANSACTION`: later effects wait for the transaction's end.
+    TransactionStart,
+    /// `COMMIT` / `END` (`commit: true`) or `ROLLBACK` / `ABORT` (`false`); not savepoints or
+    /// two-phase commit. Only reported in text that has other effects.
+    TransactionEnd { commit: bool },
 }
 
 /// How deep `DO $$ ... $$` bodies are scanned recursively (bounds work on crafted input).
@@ -100,7 +105,18 @@ pub fn scan(sql: &[u8]) -> Vec<SessionEffect> {
     if !might_matter(sql) {
         return Vec::new();
     }
-    scan_text(sql, 0)
+    let effects = scan_text(sql, 0);
+    // Transaction control matters only around other effects.
+    let control = |e: &SessionEffect| {
+        matches!(
+            e,
+            SessionEffect::TransactionStart | SessionEffect::TransactionEnd { .. }
+        )
+    };
+    if effects.iter().all(control) {
+        return Vec::new();
+    }
+    effects
 }
 
 /// Substrings (lowercase) that every interesting statement contains somewhere.
@@ -199,6 +215,15 @@ fn analyze(src: &[u8], depth: usize, out: &mut Vec<SessionEffect>) {
         b"discard" if next_is("temp") || next_is("temporary") => Some(SessionEffect::DiscardTemp),
         b"deallocate" => deallocate_all(src, toks).then_some(SessionEffect::DeallocateAll),
         b"close" if next_is("all") => Some(SessionEffect::CloseAll),
+        // Transaction control only at top level (DO bodies have PL/pgSQL BEGIN ... END).
+        b"begin" if depth == 0 => Some(SessionEffect::TransactionStart),
+        b"start" if depth == 0 && next_is("transaction") => Some(SessionEffect::TransactionStart),
+        b"commit" | b"end" if depth == 0 && !next_is("prepared") => {
+            Some(SessionEffect::TransactionEnd { commit: true })
+        }
+        b"rollback" | b"abort" if depth == 0 && !next_is("prepared") && !next_is("to") => {
+            Some(SessionEffect::TransactionEnd { commit: false })
+        }
         b"do" if depth < MAX_DO_DEPTH => {
             scan_do(src, toks, depth, out);
             None

@@ -173,6 +173,35 @@ fn load_and_discard() {
 }
 
 #[test]
+fn transaction_control_around_other_effects() {
+    check(&[
+        (
+            "BEGIN; SET a = 1; ROLLBACK",
+            vec![
+                TransactionStart,
+                set("a", "1"),
+                TransactionEnd { commit: false },
+            ],
+        ),
+        (
+            "start transaction; set b to 2; commit",
+            vec![
+                TransactionStart,
+                set("b", "2"),
+                TransactionEnd { commit: true },
+            ],
+        ),
+        (
+            "SET c = 3; END",
+            vec![set("c", "3"), TransactionEnd { commit: true }],
+        ),
+        ("SET d = 4; ROLLBACK TO SAVEPOINT s", vec![set("d", "4")]),
+        ("SET e = 5; COMMIT PREPARED 'x'", vec![set("e", "5")]),
+        ("BEGIN", vec![]),
+    ]);
+}
+
+#[test]
 fn do_blocks() {
     check(&[
         (

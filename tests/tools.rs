@@ -55,22 +55,24 @@ async fn psql_round_trip_with_fastpath_function_calls() {
 }
 
 #[tokio::test]
-async fn pgbench_select_only_runs_without_errors() {
-    let handle = start_proxy(proxy_config(pg())).await;
+async fn pgbench_runs_in_every_query_mode_without_errors() {
+    let mut config = proxy_config(pg());
+    config.databases[0].pool_size = 4;
+    let handle = start_proxy(config).await;
     let addr = handle.client_addr();
-    let output = tokio::task::spawn_blocking(move || {
+    let outputs = tokio::task::spawn_blocking(move || {
         run(libpq_env(&mut Command::new(pg_bin("pgbench")), addr).args(["-i", "-s", "1", "-q"]));
-        run(libpq_env(&mut Command::new(pg_bin("pgbench")), addr)
-            .args(["-S", "-c", "8", "-j", "2", "-t", "200", "-n"]))
+        ["simple", "extended", "prepared"]
+            .map(|mode| {
+                let args = ["-S", "-c", "16", "-j", "2", "-t", "100", "-n", "-M", mode];
+                (mode, run(libpq_env(&mut Command::new(pg_bin("pgbench")), addr).args(args)))
+            })
+            .to_vec()
     })
     .await
     .unwrap();
-    assert!(
-        output.contains("number of transactions actually processed: 1600/1600"),
-        "{output}"
-    );
-    assert!(
-        output.contains("number of failed transactions: 0"),
-        "{output}"
-    );
+    for (mode, output) in outputs {
+        assert!(output.contains("number of transactions actually processed: 1600/1600"), "-M {mode}: {output}");
+        assert!(output.contains("number of failed transactions: 0"), "-M {mode}: {output}");
+    }
 }

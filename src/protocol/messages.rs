@@ -3,7 +3,7 @@
 //! decoders are not used because they read past frame ends on malformed input.
 
 use bytes::{BufMut, BytesMut};
-use pgwire::messages::response::{ErrorResponse, ReadyForQuery, TransactionStatus};
+use pgwire::messages::response::{ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{
     Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey,
 };
@@ -42,6 +42,18 @@ pub fn error_response(buf: &mut BytesMut, severity: Severity, sqlstate: &str, me
         (b'M', message.to_string()),
     ];
     put(buf, &ErrorResponse::new(fields));
+}
+
+/// NoticeResponse with severity WARNING (SQLSTATE 01000), for things the client should know
+/// but that do not fail its statement.
+pub fn warning(buf: &mut BytesMut, message: &str) {
+    let fields = vec![
+        (b'S', "WARNING".to_string()),
+        (b'V', "WARNING".to_string()),
+        (b'C', "01000".to_string()),
+        (b'M', message.to_string()),
+    ];
+    put(buf, &NoticeResponse::new(fields));
 }
 
 /// ReadyForQuery with the given transaction status byte (`I`, `T` or `E`).

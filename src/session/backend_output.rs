@@ -5,7 +5,7 @@
 //! written to the client straight from the read buffer (no copy) in as few writes as possible.
 //! Only ReadyForQuery, ParameterStatus and ErrorResponse bodies are decoded.
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use super::expect::{Outcome, Route};
@@ -15,6 +15,7 @@ use super::relay::{
 };
 use crate::pool::BackendPool;
 use crate::protocol::frame::{FrameHeader, Scan};
+use crate::protocol::messages;
 
 /// Frames whose body is decoded; CommandComplete only while a transaction's session effects
 /// wait to learn whether it committed.
@@ -155,7 +156,14 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
                     .count_error(crate::protocol::sqlstate::FEATURE_NOT_SUPPORTED),
                 (None, true) => ctx.metrics.count_error(&fields.sqlstate),
                 (None, false) => {
-                    tracing::warn!(sqlstate = %fields.sqlstate, message = %fields.message, "statement injected by pgferry failed")
+                    // pgferry's own statement (aligning session settings) failed: the client
+                    // is told, and the backend's record no longer claims the settings.
+                    tracing::warn!(sqlstate = %fields.sqlstate, message = %fields.message, "statement injected by pgferry failed");
+                    held.conn().applied.clear();
+                    let mut notice = BytesMut::new();
+                    let text = format!("pgferry could not apply this session's settings: {}", fields.message);
+                    messages::warning(&mut notice, &text);
+                    replacement = Some(notice.freeze());
                 }
             }
         }
@@ -214,6 +222,7 @@ fn settle(relay: &mut Relay, outcome: Outcome<Action>, previous_status: u8) {
         }
     }
 }
+
 /// Latency and transaction metrics for completed requests.
 fn record_completions(pool: &BackendPool, held: &mut Held, outcome: &Outcome<Action>) {
     for done in &outcome.completed {

@@ -10,19 +10,6 @@ PGFERRY_PORT=""
 PGFERRY_PID=""
 PGBOUNCER_PORT=""
 
-# free_port: prints a loopback port nobody answers on (the server's start tells if it lost a race).
-free_port() {
-  local port _
-  for _ in $(seq 50); do
-    port=$((20000 + RANDOM % 20000))
-    if ! (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      printf '%s\n' "$port"
-      return 0
-    fi
-  done
-  return 1
-}
-
 # machine_info: the lines that make two result tables comparable.
 machine_info() {
   local cpu mem
@@ -38,40 +25,12 @@ machine_info() {
 # init_bench_cluster: SCRAM everywhere, loopback only, room for 64 direct clients plus pools.
 # synchronous_commit is off so tpcb-like measures the poolers rather than this machine's fsync.
 init_bench_cluster() {
-  printf '%s\n' "$SUPER_PASSWORD" >"$STATE/pwfile"
-  give_to_pg_user "$STATE"
-  pg_run initdb -D "$STATE/data" -U postgres --auth=scram-sha-256 \
-    --pwfile="$STATE/pwfile" --encoding=UTF8 --no-locale >/dev/null
-  rm -f "$STATE/pwfile"
-  cat >>"$STATE/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$STATE'
-password_encryption = 'scram-sha-256'
-max_connections = 200
-synchronous_commit = off
-CONF
-  printf 'host all all 127.0.0.1/32 scram-sha-256\n' >"$STATE/data/pg_hba.conf"
+  init_cluster "max_connections = 200" "synchronous_commit = off"
 }
 
-# start_bench_cluster: starts on a free port (retrying if another process took it); sets PG_PORT.
-start_bench_cluster() {
-  local _
-  for _ in 1 2 3 4 5; do
-    PG_PORT=$(free_port) || die "no free port found for PostgreSQL"
-    if pg_run pg_ctl -D "$STATE/data" -l "$STATE/postgres.log" -o "-p $PG_PORT" -w start \
-      >/dev/null; then
-      return 0
-    fi
-    grep -q "Address already in use" "$STATE/postgres.log" || break
-  done
-  tail -n 20 "$STATE/postgres.log" >&2 || true
-  die "PostgreSQL did not start (log above)"
-}
-
-stop_bench_cluster() {
-  [ -f "$STATE/data/postmaster.pid" ] || return 0
-  pg_run pg_ctl -D "$STATE/data" -m fast -w stop >/dev/null || true
-}
+# start_bench_cluster / stop_bench_cluster: see start_cluster / stop_cluster in lib-pg.sh.
+start_bench_cluster() { start_cluster; }
+stop_bench_cluster() { stop_cluster; }
 
 # superuser_psql ARGS...: psql as the cluster superuser, straight to PostgreSQL.
 superuser_psql() {

@@ -101,3 +101,57 @@ pg_run() {
     "$bin" "$@"
   fi
 }
+
+# free_port: prints a loopback port nobody answers on (a server's start tells if it lost a race
+# for it, and the caller retries).
+free_port() {
+  local port _
+  for _ in $(seq 50); do
+    port=$((20000 + RANDOM % 20000))
+    if ! (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      printf '%s\n' "$port"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# init_cluster [CONF_LINE...]: a throwaway cluster in $STATE/data for the superuser `postgres`
+# with password $SUPER_PASSWORD, SCRAM for everything, loopback only; extra postgresql.conf
+# lines may be given.
+init_cluster() {
+  printf '%s\n' "$SUPER_PASSWORD" >"$STATE/pwfile"
+  give_to_pg_user "$STATE"
+  pg_run initdb -D "$STATE/data" -U postgres --auth=scram-sha-256 \
+    --pwfile="$STATE/pwfile" --encoding=UTF8 --no-locale >/dev/null
+  rm -f "$STATE/pwfile"
+  {
+    printf "listen_addresses = '127.0.0.1'\n"
+    printf "unix_socket_directories = '%s'\n" "$STATE"
+    printf "password_encryption = 'scram-sha-256'\n"
+    printf '%s\n' "$@"
+  } >>"$STATE/data/postgresql.conf"
+  printf 'host all all 127.0.0.1/32 scram-sha-256\n' >"$STATE/data/pg_hba.conf"
+}
+
+# start_cluster: starts $STATE/data on a free port (retrying if another process took it);
+# sets PG_PORT.
+start_cluster() {
+  local _
+  for _ in 1 2 3 4 5; do
+    PG_PORT=$(free_port) || die "no free port found for PostgreSQL"
+    if pg_run pg_ctl -D "$STATE/data" -l "$STATE/postgres.log" -o "-p $PG_PORT" -w start \
+      >/dev/null; then
+      return 0
+    fi
+    grep -q "Address already in use" "$STATE/postgres.log" || break
+  done
+  tail -n 20 "$STATE/postgres.log" >&2 || true
+  die "PostgreSQL did not start (log above)"
+}
+
+# stop_cluster: fast shutdown of $STATE/data if it runs.
+stop_cluster() {
+  [ -f "$STATE/data/postmaster.pid" ] || return 0
+  pg_run pg_ctl -D "$STATE/data" -m fast -w stop >/dev/null || true
+}

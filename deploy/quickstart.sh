@@ -14,57 +14,13 @@ LISTEN=${PGFERRY_LISTEN:-127.0.0.1:6432}
 METRICS_LISTEN=${PGFERRY_METRICS_LISTEN:-127.0.0.1:9930}
 STATE=""
 
-# free_port: prints a loopback port nobody answers on (PostgreSQL's start will tell if it lost
-# a race for it, and the caller retries).
-free_port() {
-  local port _
-  for _ in $(seq 50); do
-    port=$((20000 + RANDOM % 20000))
-    if ! (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      printf '%s\n' "$port"
-      return 0
-    fi
-  done
-  return 1
-}
-
 cleanup() {
   [ -n "$STATE" ] || return 0
   if [ -f "$STATE/data/postmaster.pid" ]; then
     log "stopping the throwaway PostgreSQL cluster"
-    pg_run pg_ctl -D "$STATE/data" -m fast -w stop >/dev/null || true
+    stop_cluster
   fi
   rm -rf "$STATE"
-}
-
-# init_cluster: initdb with SCRAM for everything, listening on loopback only.
-init_cluster() {
-  printf '%s\n' "$SUPER_PASSWORD" >"$STATE/pwfile"
-  give_to_pg_user "$STATE"
-  pg_run initdb -D "$STATE/data" -U postgres --auth=scram-sha-256 \
-    --pwfile="$STATE/pwfile" --encoding=UTF8 --no-locale >/dev/null
-  rm -f "$STATE/pwfile"
-  cat >>"$STATE/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$STATE'
-password_encryption = 'scram-sha-256'
-CONF
-  printf 'host all all 127.0.0.1/32 scram-sha-256\n' >"$STATE/data/pg_hba.conf"
-}
-
-# start_cluster: starts on a free port (retrying if another process took it); sets PG_PORT.
-start_cluster() {
-  local _
-  for _ in 1 2 3 4 5; do
-    PG_PORT=$(free_port) || die "no free port found for PostgreSQL"
-    if pg_run pg_ctl -D "$STATE/data" -l "$STATE/postgres.log" -o "-p $PG_PORT" -w start \
-      >/dev/null; then
-      return 0
-    fi
-    grep -q "Address already in use" "$STATE/postgres.log" || break
-  done
-  tail -n 20 "$STATE/postgres.log" >&2 || true
-  die "PostgreSQL did not start (log above)"
 }
 
 create_app_role() {

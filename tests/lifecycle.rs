@@ -10,12 +10,6 @@ use support::probe::*;
 use support::*;
 use tokio::io::AsyncWriteExt;
 
-async fn app_client(handle: &pgferry::ProxyHandle) -> tokio_postgres::Client {
-    connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB)
-        .await
-        .expect("login through pgferry")
-}
-
 #[tokio::test]
 async fn cancel_request_stops_a_long_query_quickly() {
     let handle = start_proxy(proxy_config(pg())).await;

@@ -14,12 +14,6 @@ use support::*;
 use tokio_postgres::types::Type;
 use tokio_postgres::{AsyncMessage, SimpleQueryMessage};
 
-async fn app_client(handle: &pgferry::ProxyHandle) -> tokio_postgres::Client {
-    connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB)
-        .await
-        .expect("login through pgferry")
-}
-
 fn row_count(messages: &[SimpleQueryMessage]) -> usize {
     messages
         .iter()

@@ -65,14 +65,23 @@ async fn pgbench_runs_in_every_query_mode_without_errors() {
         ["simple", "extended", "prepared"]
             .map(|mode| {
                 let args = ["-S", "-c", "16", "-j", "2", "-t", "100", "-n", "-M", mode];
-                (mode, run(libpq_env(&mut Command::new(pg_bin("pgbench")), addr).args(args)))
+                (
+                    mode,
+                    run(libpq_env(&mut Command::new(pg_bin("pgbench")), addr).args(args)),
+                )
             })
             .to_vec()
     })
     .await
     .unwrap();
     for (mode, output) in outputs {
-        assert!(output.contains("number of transactions actually processed: 1600/1600"), "-M {mode}: {output}");
-        assert!(output.contains("number of failed transactions: 0"), "-M {mode}: {output}");
+        assert!(
+            output.contains("number of transactions actually processed: 1600/1600"),
+            "-M {mode}: {output}"
+        );
+        assert!(
+            output.contains("number of failed transactions: 0"),
+            "-M {mode}: {output}"
+        );
     }
 }

@@ -21,19 +21,13 @@ fn config(pool_size: u32) -> pgferry::config::Config {
     config
 }
 
-async fn client(handle: &pgferry::ProxyHandle) -> tokio_postgres::Client {
-    connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB)
-        .await
-        .expect("login")
-}
-
 #[tokio::test]
 async fn prepared_statements_are_reused_across_backends_and_pipelines() {
     let handle = Arc::new(start_proxy(config(2)).await);
     let tasks = (0..20i32).map(|id| {
         let handle = Arc::clone(&handle);
         async move {
-            let mut c = client(&handle).await;
+            let mut c = app_client(&handle).await;
             let add = c.prepare("SELECT $1::int4 + 1").await.unwrap();
             let ident = c
                 .prepare("SELECT $1::int4 * 1000 + $2::int4")
@@ -117,8 +111,8 @@ async fn show(c: &tokio_postgres::Client, what: &str) -> String {
 #[tokio::test]
 async fn session_settings_follow_their_client_and_never_leak() {
     let handle = start_proxy(config(1)).await;
-    let a = client(&handle).await;
-    let b = client(&handle).await;
+    let a = app_client(&handle).await;
+    let b = app_client(&handle).await;
     a.batch_execute("SET statement_timeout = '4321ms'; SET application_name = 'client-a'")
         .await
         .unwrap();
@@ -172,7 +166,7 @@ async fn startup_options_apply_on_every_backend() {
 #[tokio::test]
 async fn advisory_locks_pin_and_unlock_unpins() {
     let handle = start_proxy(config(1)).await;
-    let a = client(&handle).await;
+    let a = app_client(&handle).await;
     a.batch_execute("SELECT pg_advisory_lock(777)")
         .await
         .unwrap();
@@ -206,7 +200,7 @@ async fn advisory_locks_pin_and_unlock_unpins() {
         0.0
     );
     // Unpinned: the single backend serves another client now.
-    let b = client(&handle).await;
+    let b = app_client(&handle).await;
     b.simple_query("SELECT 1")
         .await
         .expect("backend released after unlock");
@@ -215,12 +209,12 @@ async fn advisory_locks_pin_and_unlock_unpins() {
 #[tokio::test]
 async fn pinned_session_state_is_cleaned_before_reuse() {
     let handle = start_proxy(config(1)).await;
-    let a = client(&handle).await;
+    let a = app_client(&handle).await;
     a.batch_execute("SELECT pg_advisory_lock(4243); LISTEN chan; CREATE TEMP TABLE t_pin (v int)")
         .await
         .unwrap();
     drop(a);
-    let b = client(&handle).await; // gets the same single backend once A's cleanup ran
+    let b = app_client(&handle).await; // gets the same single backend once A's cleanup ran
     let locks: i64 = b
         .query_one(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
@@ -244,7 +238,7 @@ async fn pinning_error_policy_refuses_with_0a000_like_postgres_errors() {
     let mut cfg = config(2);
     cfg.pooling.pinning = PinningMode::Error;
     let handle = start_proxy(cfg).await;
-    let c = client(&handle).await;
+    let c = app_client(&handle).await;
     let message = expect_sqlstate(c.simple_query("SELECT pg_advisory_lock(1)").await, "0A000");
     assert!(message.contains("advisory locks"), "{message}");
     c.simple_query("SELECT 1").await.expect("session continues");

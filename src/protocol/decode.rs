@@ -114,12 +114,7 @@ pub fn password_body(frame: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
+    use crate::protocol::test_frame as frame;
 
     #[test]
     fn decodes_ready_status() {

@@ -129,12 +129,7 @@ impl FrameScanner {
 mod tests {
     use super::*;
 
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
+    use crate::protocol::test_frame as frame;
 
     #[test]
     fn passes_uninteresting_frames_and_stops_at_wanted_ones() {

@@ -35,25 +35,29 @@ fn put<M: Message>(buf: &mut BytesMut, message: &M) {
 
 /// ErrorResponse with severity, SQLSTATE and human message, as PostgreSQL formats it.
 pub fn error_response(buf: &mut BytesMut, severity: Severity, sqlstate: &str, message: &str) {
-    let fields = vec![
-        (b'S', severity.as_str().to_string()),
-        (b'V', severity.as_str().to_string()),
+    put(
+        buf,
+        &ErrorResponse::new(fields(severity.as_str(), sqlstate, message)),
+    );
+}
+
+/// The fields PostgreSQL always sends: severity (localized and not), SQLSTATE, message.
+fn fields(severity: &str, sqlstate: &str, message: &str) -> Vec<(u8, String)> {
+    vec![
+        (b'S', severity.to_string()),
+        (b'V', severity.to_string()),
         (b'C', sqlstate.to_string()),
         (b'M', message.to_string()),
-    ];
-    put(buf, &ErrorResponse::new(fields));
+    ]
 }
 
 /// NoticeResponse with severity WARNING (SQLSTATE 01000), for things the client should know
 /// but that do not fail its statement.
 pub fn warning(buf: &mut BytesMut, message: &str) {
-    let fields = vec![
-        (b'S', "WARNING".to_string()),
-        (b'V', "WARNING".to_string()),
-        (b'C', "01000".to_string()),
-        (b'M', message.to_string()),
-    ];
-    put(buf, &NoticeResponse::new(fields));
+    put(
+        buf,
+        &NoticeResponse::new(fields("WARNING", "01000", message)),
+    );
 }
 
 /// ReadyForQuery with the given transaction status byte (`I`, `T` or `E`).

@@ -7,6 +7,15 @@ pub mod frame;
 pub mod messages;
 pub mod startup;
 
+/// A frame `tag + length + body`, for tests of code that reads frames.
+#[cfg(test)]
+pub(crate) fn test_frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut frame = vec![tag];
+    frame.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    frame.extend_from_slice(body);
+    frame
+}
+
 /// SQLSTATE codes pgferry emits itself, named so call sites read as intent.
 pub mod sqlstate {
     /// Protocol violation: malformed or oversized messages.

@@ -161,7 +161,10 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
                     tracing::warn!(sqlstate = %fields.sqlstate, message = %fields.message, "statement injected by pgferry failed");
                     held.conn().applied.clear();
                     let mut notice = BytesMut::new();
-                    let text = format!("pgferry could not apply this session's settings: {}", fields.message);
+                    let text = format!(
+                        "pgferry could not apply this session's settings: {}",
+                        fields.message
+                    );
                     messages::warning(&mut notice, &text);
                     replacement = Some(notice.freeze());
                 }

@@ -99,6 +99,13 @@ pub fn conn_string(
     )
 }
 
+/// The usual test client: user `app` on `appdb` through the proxy, plaintext.
+pub async fn app_client(handle: &pgferry::ProxyHandle) -> Client {
+    connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB)
+        .await
+        .expect("login through pgferry")
+}
+
 /// Plaintext client connection (e.g. to the proxy); the connection task is spawned.
 pub async fn connect(
     addr: SocketAddr,

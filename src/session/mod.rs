@@ -80,19 +80,22 @@ pub async fn run_client(tcp: TcpStream, peer: SocketAddr, ctx: Arc<SessionContex
     async move {
         // The login timeout bounds what the client controls (TLS, startup, password); the
         // first backend checkout in `welcome` has its own bounds and errors.
+        // Each phase is boxed: the task then holds only the state of the phase it is in, and
+        // an idle client (the common case, by the thousand) does not carry the TLS handshake's
+        // and login's state for its whole life.
         let login_timeout = ctx.config.limits.login_timeout;
-        let (stream, startup, pool) =
-            match tokio::time::timeout(login_timeout, open_session(tcp, &ctx)).await {
-                Ok(Some(logged_in)) => logged_in,
-                Ok(None) => return,
-                Err(_) => {
-                    ctx.metrics.client_rejected(RejectReason::LoginTimeout);
-                    tracing::info!("login timeout");
-                    return;
-                }
-            };
-        if let Some(relay) = welcome(stream, startup, pool, &ctx).await {
-            relay.run().await;
+        let login = Box::pin(tokio::time::timeout(login_timeout, open_session(tcp, &ctx)));
+        let (stream, startup, pool) = match login.await {
+            Ok(Some(logged_in)) => logged_in,
+            Ok(None) => return,
+            Err(_) => {
+                ctx.metrics.client_rejected(RejectReason::LoginTimeout);
+                tracing::info!("login timeout");
+                return;
+            }
+        };
+        if let Some(relay) = Box::pin(welcome(stream, startup, pool, &ctx)).await {
+            Box::pin(relay.run()).await;
         }
     }
     .instrument(span)

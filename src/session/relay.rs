@@ -112,7 +112,12 @@ impl Relay {
             }
         }
         loop {
-            reserve(&mut self.client_buf);
+            if self.held.is_none() && self.client_buf.is_empty() {
+                // Idle clients are the many: keep their buffer small until data flows.
+                self.client_buf.reserve(IDLE_READ_BUFFER);
+            } else {
+                reserve(&mut self.client_buf);
+            }
             let exit = match self.next_event().await {
                 Event::Client(Ok(0)) => Some(Exit::ClientGone),
                 Event::Client(Ok(n)) => {
@@ -395,6 +400,9 @@ pub(super) fn fatal(sqlstate: &'static str, message: &str) -> Exit {
         message: message.to_string(),
     }
 }
+
+/// Read buffer of an idle client: most next requests fit; larger ones grow it.
+const IDLE_READ_BUFFER: usize = 512;
 
 /// Messages start streaming to the backend once this much of them arrived.
 const STREAM_AFTER: usize = 64 * 1024;

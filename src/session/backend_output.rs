@@ -8,12 +8,12 @@
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
+use super::buffers::MAX_BACKEND_MESSAGE;
 use super::expect::{Outcome, Route};
 use super::held::{Action, Held};
-use super::relay::{
-    error_fields, max_backend_message, parameter_status, ready_status, Exit, Relay,
-};
+use super::relay::{Exit, Relay};
 use crate::pool::BackendPool;
+use crate::protocol::decode::{error_fields, parameter_status, ready_status};
 use crate::protocol::frame::{FrameHeader, Scan};
 use crate::protocol::messages;
 
@@ -38,8 +38,15 @@ struct Step {
     replacement: Option<Bytes>,
 }
 
+impl Relay {
+    /// Processes backend output: forwards, swallows, and tracks state.
+    pub(super) async fn on_server_data(&mut self) -> Result<(), Exit> {
+        process(self).await
+    }
+}
+
 /// Processes everything complete in the held backend's read buffer.
-pub async fn process(relay: &mut Relay) -> Result<(), Exit> {
+async fn process(relay: &mut Relay) -> Result<(), Exit> {
     let mut cursor = Cursor {
         pos: 0,
         forward_from: 0,
@@ -52,7 +59,7 @@ pub async fn process(relay: &mut Relay) -> Result<(), Exit> {
         let Held { scan, checkout, .. } = held;
         let scan = scan.next(
             &checkout.conn.read_buf[cursor.pos..],
-            max_backend_message(),
+            MAX_BACKEND_MESSAGE,
             |t| wants_body(t, track_commit),
         );
         let step = match scan.map_err(|e| relay_error(&relay.pool, e))? {

@@ -1,6 +1,7 @@
 //! Per-client session task: opening handshake, authentication, welcome, then the relay loop.
 
 mod backend_output;
+mod buffers;
 mod client_input;
 mod effects;
 mod expect;

@@ -14,6 +14,7 @@ use std::task::Poll;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use super::buffers::reserve;
 use super::expect::{Request, Route};
 use super::held::{Action, Held};
 use super::params::ClientParams;
@@ -25,16 +26,10 @@ use crate::cancel::CancelSlot;
 use crate::config::PoolMode;
 use crate::metrics::{ClientState, ClientStateGuard};
 use crate::pool::BackendPool;
-use crate::protocol::decode;
 use crate::protocol::frame::FrameScanner;
 use crate::protocol::messages;
 use crate::protocol::sqlstate;
 use crate::stream::ClientStream;
-
-/// Reads reserve at least this much spare room so a burst is read in few syscalls.
-const READ_CHUNK: usize = 16 * 1024;
-/// Backend frames are trusted but still bounded (PostgreSQL's own limit is 1 GB).
-const MAX_BACKEND_MESSAGE: usize = 1 << 30;
 
 /// Why the relay loop ended.
 #[derive(Debug)]
@@ -386,11 +381,6 @@ impl Relay {
         let _ = self.client.write_all(&buf).await;
         let _ = self.client.shutdown().await;
     }
-
-    /// Processes backend output: forwards, swallows, and tracks state.
-    async fn on_server_data(&mut self) -> Result<(), Exit> {
-        super::backend_output::process(self).await
-    }
 }
 
 /// Ends the session with a FATAL error.
@@ -448,18 +438,3 @@ async fn write_or_read<S: AsyncRead + AsyncWrite + Unpin>(
     })
     .await
 }
-
-/// Makes room for the next read so a burst is read with few syscalls.
-pub(super) fn reserve(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
-    }
-}
-
-/// Limit for backend frames whose body pgferry reads.
-pub(super) const fn max_backend_message() -> usize {
-    MAX_BACKEND_MESSAGE
-}
-
-/// The ReadyForQuery/ParameterStatus/ErrorResponse decoders used on backend output.
-pub(super) use decode::{error_fields, parameter_status, ready_status};

@@ -148,7 +148,7 @@ async fn drain(held: &mut Held) -> Result<(), ResetError> {
             break;
         }
         let conn = held.conn();
-        super::relay::reserve(&mut conn.read_buf);
+        super::buffers::reserve(&mut conn.read_buf);
         if conn.stream.read_buf(&mut conn.read_buf).await? == 0 {
             return Err(ResetError::Closed);
         }

@@ -133,32 +133,49 @@ impl Relay {
         if self.pool.mode != PoolMode::Transaction {
             return Ok(Step::Original(Action::default()));
         }
-        let frame = Bytes::copy_from_slice(&self.client_buf[start..start + len]);
+        // The frame is read in place in the client buffer: nothing is copied.
+        let range = start..start + len;
+        let effects = self.classify_sql(&self.client_buf[range.clone()], tag)?;
         if tag == b'Q' {
-            let text = frame
+            return Ok(self.plan_query(effects));
+        }
+        if let Some(poison) = self.apply_pins(&effects) {
+            return Ok(Step::Replace(vec![poison_describe(poison)]));
+        }
+        self.plan_statement_frame(range, tag)
+    }
+
+    /// Session effects of the SQL in a Query or Parse frame (empty, without allocating, for
+    /// ordinary statements and for other frames).
+    fn classify_sql(&self, frame: &[u8], tag: u8) -> Result<Vec<SessionEffect>, Exit> {
+        let text = match tag {
+            b'Q' => frame
                 .get(HEADER_LEN..frame.len().saturating_sub(1))
-                .unwrap_or_default();
-            return Ok(self.plan_query(text));
-        }
-        if tag == b'P' {
-            let query = parse_parse(&frame)
-                .map_err(|e| fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))?
-                .query;
-            if let Some(poison) = self.apply_pins(&sql_scan::scan(query)) {
-                return Ok(Step::Replace(vec![poison_describe(poison)]));
+                .unwrap_or_default(),
+            b'P' => {
+                parse_parse(frame)
+                    .map_err(|e| fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))?
+                    .query
             }
-        }
-        self.plan_statement_frame(&frame, tag)
+            _ => return Ok(Vec::new()),
+        };
+        Ok(sql_scan::scan(text))
     }
 
     /// Parse/Bind/Describe/Close of named statements, through the prepared-statement planner.
-    fn plan_statement_frame(&mut self, frame: &[u8], tag: u8) -> Result<Step, Exit> {
+    fn plan_statement_frame(
+        &mut self,
+        range: std::ops::Range<usize>,
+        tag: u8,
+    ) -> Result<Step, Exit> {
         let Relay {
             ctx,
             statements,
             held,
+            client_buf,
             ..
         } = self;
+        let frame = &client_buf[range];
         let Some(held) = held.as_mut() else {
             return Ok(Step::Original(Action::default()));
         };
@@ -209,8 +226,7 @@ impl Relay {
     }
 
     /// A simple Query: pins now, session effects when it succeeds.
-    fn plan_query(&mut self, text: &[u8]) -> Step {
-        let effects = sql_scan::scan(text);
+    fn plan_query(&mut self, effects: Vec<SessionEffect>) -> Step {
         if effects.is_empty() {
             return Step::Original(Action::default());
         }

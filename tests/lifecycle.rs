@@ -295,3 +295,44 @@ async fn terminate_and_half_sent_messages_do_not_leak_backends() {
         .await
         .expect("the single backend was returned each time");
 }
+
+#[tokio::test]
+async fn shutdown_ends_idle_sessions_then_closes_the_rest_after_the_timeout() {
+    let mut config = proxy_config(pg());
+    config.limits.shutdown_timeout = Duration::from_millis(300);
+    let handle = start_proxy(config).await;
+    let conn_str = conn_string(
+        handle.client_addr(),
+        APP_USER,
+        APP_PASSWORD,
+        APP_DB,
+        "disable",
+    );
+    let (idle, idle_conn) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let idle_conn = tokio::spawn(idle_conn);
+    idle.simple_query("SELECT 1").await.unwrap();
+    let (busy, busy_conn) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let busy_conn = tokio::spawn(busy_conn);
+    busy.batch_execute("BEGIN").await.unwrap();
+    let started = Instant::now();
+    handle.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    let error = idle_conn
+        .await
+        .unwrap()
+        .expect_err("idle session told to go");
+    assert_eq!(sqlstate(&error).as_deref(), Some("57P01"), "{error:?}");
+    let error = busy_conn
+        .await
+        .unwrap()
+        .expect_err("session in a transaction closed after the timeout");
+    assert_eq!(sqlstate(&error).as_deref(), Some("57P01"), "{error:?}");
+}

@@ -249,3 +249,40 @@ async fn pinning_error_policy_refuses_with_0a000_like_postgres_errors() {
     let prepared = c.prepare("SELECT pg_advisory_lock($1)").await;
     expect_sqlstate(prepared, "0A000");
 }
+
+#[tokio::test]
+async fn a_setting_pgferry_cannot_apply_is_reported_as_a_warning() {
+    let handle = start_proxy(config(1)).await;
+    let conn = format!(
+        "{} options='-c statement_timeout=banana'",
+        conn_string(
+            handle.client_addr(),
+            APP_USER,
+            APP_PASSWORD,
+            APP_DB,
+            "disable"
+        )
+    );
+    let (c, mut connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let Ok(tokio_postgres::AsyncMessage::Notice(notice)) = message {
+                let _ = tx.send(notice.message().to_string());
+            }
+        }
+    });
+    let one: i32 = c
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("the query itself runs")
+        .get(0);
+    assert_eq!(one, 1);
+    let warning = notices.recv().await.expect("a warning");
+    assert!(
+        warning.contains("could not apply this session's settings"),
+        "{warning}"
+    );
+}

@@ -184,7 +184,7 @@ async fn welcome(
             }
         },
     };
-    let params = ClientParams::new(&baseline, &startup);
+    let params = ClientParams::new(Arc::clone(&baseline), &startup);
     let cancel = ctx.cancel.register();
     let mut out = BytesMut::new();
     messages::auth_ok(&mut out);

@@ -14,6 +14,7 @@
 //! swallowed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::protocol::startup::StartupParams;
 
@@ -35,39 +36,29 @@ const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
 /// Desired session settings of one client.
 #[derive(Debug, Clone, Default)]
 pub struct ClientParams {
-    /// Reported parameters (canonical spelling → plain value).
-    reported: HashMap<String, String>,
+    /// The pool's reported parameters, shared by every client of the pool.
+    baseline: Arc<HashMap<String, String>>,
+    /// Reported parameters this client wants differently from `baseline` (canonical spelling
+    /// → plain value); usually one or two entries, so idle clients stay small.
+    overrides: HashMap<String, String>,
     /// Other settings (lower-case name → the statement that sets it).
     other: BTreeMap<String, String>,
     /// Values at login, which RESET / RESET ALL / DISCARD ALL return to.
     initial_other: BTreeMap<String, String>,
-    /// Canonical spellings of the parameters this backend reports, by lower-case name.
-    reported_names: HashMap<String, String>,
 }
 
 impl ClientParams {
     /// Starts from the pool's defaults and applies the client's startup parameters
     /// (including `options=-c name=value` switches).
-    pub fn new(baseline: &HashMap<String, String>, startup: &StartupParams) -> Self {
-        let reported_names: HashMap<String, String> = baseline
-            .keys()
-            .map(|k| (k.to_ascii_lowercase(), k.clone()))
-            .collect();
-        let reported = SESSION_REPORTED
-            .iter()
-            .filter_map(|name| baseline.get(*name).map(|v| (name.to_string(), v.clone())))
-            .collect();
+    pub fn new(baseline: Arc<HashMap<String, String>>, startup: &StartupParams) -> Self {
         let mut params = ClientParams {
-            reported,
-            reported_names,
+            baseline,
             ..ClientParams::default()
         };
         // Backends log in as application_name=pgferry (visible in pg_stat_activity); a client
         // that names itself nothing must see what PostgreSQL would show it: an empty name.
-        if params.reported.contains_key("application_name") {
-            params
-                .reported
-                .insert("application_name".to_string(), String::new());
+        if params.baseline.contains_key("application_name") {
+            params.observe("application_name", "");
         }
         for (name, value) in &startup.params {
             if name == "options" {
@@ -82,10 +73,18 @@ impl ClientParams {
         params
     }
 
+    /// The backend's spelling of a reported parameter name (`timezone` → `TimeZone`).
+    fn canonical(&self, name: &str) -> Option<&str> {
+        self.baseline
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .map(String::as_str)
+    }
+
     fn set_startup(&mut self, name: &str, value: &str) {
-        match self.reported_names.get(&name.to_ascii_lowercase()) {
+        match self.canonical(name).map(str::to_string) {
             Some(canonical) => {
-                self.reported.insert(canonical.clone(), value.to_string());
+                self.overrides.insert(canonical, value.to_string());
             }
             None => {
                 let name = name.to_ascii_lowercase();
@@ -101,13 +100,18 @@ impl ClientParams {
 
     /// True if the backend reports `name` (so ParameterStatus, not SET tracking, follows it).
     pub fn is_reported(&self, name: &str) -> bool {
-        self.reported_names.contains_key(&name.to_ascii_lowercase())
+        self.canonical(name).is_some()
     }
 
     /// The backend reported a change while serving this client: it is now the client's wish.
     pub fn observe(&mut self, name: &str, value: &str) {
-        if SESSION_REPORTED.contains(&name) {
-            self.reported.insert(name.to_string(), value.to_string());
+        if !SESSION_REPORTED.contains(&name) {
+            return;
+        }
+        if self.baseline.get(name).map(String::as_str) == Some(value) {
+            self.overrides.remove(name);
+        } else {
+            self.overrides.insert(name.to_string(), value.to_string());
         }
     }
 
@@ -144,7 +148,10 @@ impl ClientParams {
 
     /// What the client believes a reported parameter is (reported to it at login).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.reported.get(name).map(String::as_str)
+        self.overrides
+            .get(name)
+            .or_else(|| self.baseline.get(name))
+            .map(String::as_str)
     }
 
     /// SQL that makes a backend whose reported parameters are `current` and whose other
@@ -155,10 +162,10 @@ impl ClientParams {
         current: &HashMap<String, String>,
         applied: &mut HashMap<String, String>,
     ) -> Option<String> {
-        let mut sets: Vec<String> = self
-            .reported
+        let sets: Vec<String> = SESSION_REPORTED
             .iter()
-            .filter(|(name, value)| current.get(*name) != Some(*value))
+            .filter_map(|name| self.get(name).map(|value| (*name, value)))
+            .filter(|(name, value)| current.get(*name).map(String::as_str) != Some(*value))
             .map(|(name, value)| {
                 format!(
                     "pg_catalog.set_config({}, {}, false)",
@@ -167,7 +174,6 @@ impl ClientParams {
                 )
             })
             .collect();
-        sets.sort();
         let mut sql = String::new();
         if !sets.is_empty() {
             sql = format!("SELECT {};", sets.join(", "));
@@ -269,7 +275,7 @@ mod tests {
     #[test]
     fn startup_params_and_options_override_baseline_with_canonical_names() {
         let p = ClientParams::new(
-            &baseline(),
+            Arc::new(baseline()),
             &startup(&[(
                 "options",
                 "-c timezone=Asia/Tokyo -c Statement_Timeout=5s --search-path=a,b",
@@ -285,13 +291,13 @@ mod tests {
             Some("SELECT pg_catalog.set_config(E'search_path', E'a,b', false);"),
             "startup values are configuration strings, not SQL"
         );
-        assert_eq!(p.get("server_version"), None);
+        assert_eq!(p.get("server_version"), Some("15.1"), "the pool's value, shared");
     }
 
     #[test]
     fn sync_sql_sets_differences_and_resets_stale_settings() {
         let mut p = ClientParams::new(
-            &baseline(),
+            Arc::new(baseline()),
             &startup(&[("application_name", "it's"), ("statement_timeout", "1s")]),
         );
         p.set("search_path", "a, \"B\"");
@@ -310,7 +316,10 @@ mod tests {
 
     #[test]
     fn set_reset_and_reset_all_follow_postgres_semantics() {
-        let mut p = ClientParams::new(&baseline(), &startup(&[("statement_timeout", "1s")]));
+        let mut p = ClientParams::new(
+            Arc::new(baseline()),
+            &startup(&[("statement_timeout", "1s")]),
+        );
         p.set("statement_timeout", "'9s'");
         p.set("Work_Mem", "'64MB'");
         p.set("TimeZone", "'Asia/Tokyo'");
@@ -334,13 +343,13 @@ mod tests {
 
     #[test]
     fn unnamed_clients_see_an_empty_application_name() {
-        let p = ClientParams::new(&baseline(), &startup(&[]));
+        let p = ClientParams::new(Arc::new(baseline()), &startup(&[]));
         assert_eq!(p.get("application_name"), Some(""));
     }
 
     #[test]
     fn observes_only_session_settings() {
-        let mut p = ClientParams::new(&baseline(), &startup(&[]));
+        let mut p = ClientParams::new(Arc::new(baseline()), &startup(&[]));
         p.observe("TimeZone", "Asia/Tokyo");
         p.observe("is_superuser", "on");
         assert_eq!(p.get("TimeZone"), Some("Asia/Tokyo"));

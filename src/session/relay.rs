@@ -82,9 +82,9 @@ impl Relay {
         self.flush_byte_counts();
         tracing::debug!(?exit, "session ended");
         match &exit {
-            Exit::Fatal { sqlstate, message } => self.send_fatal(sqlstate, message).await,
+            Exit::Fatal { sqlstate, message } => Box::pin(self.send_fatal(sqlstate, message)).await,
             Exit::BackendLost(message) => {
-                self.send_fatal(sqlstate::CONNECTION_FAILURE, message).await
+                Box::pin(self.send_fatal(sqlstate::CONNECTION_FAILURE, message)).await
             }
             Exit::ClientGone | Exit::Terminated => {}
         }
@@ -93,7 +93,7 @@ impl Relay {
             let broken = matches!(exit, Exit::BackendLost(_)) || !self.client_scan.at_boundary();
             self.cancel.detach();
             let limit = self.ctx.config.limits.server_reset_timeout;
-            salvage(held, &self.pool, limit, broken, &self.pins).await;
+            Box::pin(salvage(held, &self.pool, limit, broken, &self.pins)).await;
         }
         for reason in self.pins.clone() {
             self.unpin(reason);
@@ -102,7 +102,7 @@ impl Relay {
 
     async fn relay_loop(&mut self) -> Exit {
         if self.pool.mode == PoolMode::Session {
-            if let Err(exit) = self.checkout().await {
+            if let Err(exit) = Box::pin(self.checkout()).await {
                 return exit;
             }
         }
@@ -221,7 +221,7 @@ impl Relay {
             return Ok(());
         }
         if self.held.is_none() {
-            self.checkout().await?;
+            Box::pin(self.checkout()).await?;
         }
         let batch = self.scan_client()?;
         match batch.rewritten {

@@ -95,9 +95,12 @@ pub async fn run_client(tcp: TcpStream, peer: SocketAddr, ctx: Arc<SessionContex
                 return;
             }
         };
-        if let Some(relay) = Box::pin(welcome(stream, startup, pool, &ctx)).await {
-            Box::pin(relay.run()).await;
-        }
+        // Nothing but the box lives across the long await, so the task stays small.
+        let session = match Box::pin(welcome(stream, startup, pool, &ctx)).await {
+            Some(relay) => Box::pin(relay.run()),
+            None => return,
+        };
+        session.await;
     }
     .instrument(span)
     .await

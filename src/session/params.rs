@@ -291,7 +291,11 @@ mod tests {
             Some("SELECT pg_catalog.set_config(E'search_path', E'a,b', false);"),
             "startup values are configuration strings, not SQL"
         );
-        assert_eq!(p.get("server_version"), Some("15.1"), "the pool's value, shared");
+        assert_eq!(
+            p.get("server_version"),
+            Some("15.1"),
+            "the pool's value, shared"
+        );
     }
 
     #[test]

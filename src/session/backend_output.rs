@@ -56,7 +56,7 @@ async fn process(relay: &mut Relay) -> Result<(), Exit> {
             return Ok(());
         };
         let track_commit = !held.transaction_effects.is_empty();
-        let Held { scan, checkout, .. } = held;
+        let Held { scan, checkout, .. } = &mut **held;
         let scan = scan.next(
             &checkout.conn.read_buf[cursor.pos..],
             MAX_BACKEND_MESSAGE,

@@ -62,7 +62,8 @@ pub struct Relay {
     pub(super) client_buf: BytesMut,
     pub(super) client_scan: FrameScanner,
     pub(super) pool: Arc<BackendPool>,
-    pub(super) held: Option<Held>,
+    /// The borrowed backend, boxed: most clients are idle most of the time.
+    pub(super) held: Option<Box<Held>>,
     pub(super) params: ClientParams,
     pub(super) cancel: CancelSlot,
     pub(super) gauge: ClientStateGuard,
@@ -79,12 +80,19 @@ impl Relay {
     /// discards it.
     pub async fn run(mut self) {
         let exit = self.relay_loop().await;
+        // The end of a session is rare and its state large: boxed, so the relay future that
+        // every idle client carries does not reserve room for it.
+        Box::pin(self.finish(exit)).await;
+    }
+
+    /// Tells the client why it ends (if it is still there) and returns or discards the backend.
+    async fn finish(&mut self, exit: Exit) {
         self.flush_byte_counts();
         tracing::debug!(?exit, "session ended");
         match &exit {
-            Exit::Fatal { sqlstate, message } => Box::pin(self.send_fatal(sqlstate, message)).await,
+            Exit::Fatal { sqlstate, message } => self.send_fatal(sqlstate, message).await,
             Exit::BackendLost(message) => {
-                Box::pin(self.send_fatal(sqlstate::CONNECTION_FAILURE, message)).await
+                self.send_fatal(sqlstate::CONNECTION_FAILURE, message).await
             }
             Exit::ClientGone | Exit::Terminated => {}
         }
@@ -93,7 +101,7 @@ impl Relay {
             let broken = matches!(exit, Exit::BackendLost(_)) || !self.client_scan.at_boundary();
             self.cancel.detach();
             let limit = self.ctx.config.limits.server_reset_timeout;
-            Box::pin(salvage(held, &self.pool, limit, broken, &self.pins)).await;
+            salvage(*held, &self.pool, limit, broken, &self.pins).await;
         }
         for reason in self.pins.clone() {
             self.unpin(reason);
@@ -141,7 +149,7 @@ impl Relay {
                 return exit;
             }
             self.release_if_idle();
-            let idle = self.held.as_ref().is_none_or(Held::is_idle);
+            let idle = self.held.as_deref().is_none_or(Held::is_idle);
             if idle && *self.ctx.shutdown.borrow() || *self.ctx.close_all.borrow() {
                 return fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down");
             }
@@ -326,18 +334,18 @@ impl Relay {
             let mut out = BytesMut::new();
             messages::query(&mut out, &sql);
             if let Err(e) = conn.stream.write_all(&out).await {
-                self.held = Some(held);
+                self.held = Some(Box::new(held));
                 return Err(self.backend_lost(&e.to_string()));
             }
             held.note_request(Request::Query, Route::Swallow, Action::default());
         }
-        self.held = Some(held);
+        self.held = Some(Box::new(held));
         Ok(())
     }
 
     /// Transaction mode: gives the backend back as soon as it is idle and in sync.
     fn release_if_idle(&mut self) {
-        let idle = self.held.as_ref().is_some_and(Held::is_idle)
+        let idle = self.held.as_deref().is_some_and(Held::is_idle)
             && self.client_scan.at_boundary()
             && self.pins.is_empty();
         if !idle || self.pool.mode != PoolMode::Transaction {

@@ -53,6 +53,7 @@ wait_ready() {
     fi
     sleep 0.1
   done
+  [ -f "$STATE/pgferry.log" ] && tail -n 20 "$STATE/pgferry.log" >&2
   die "$2 on port $1 did not accept a login"
 }
 

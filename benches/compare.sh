@@ -27,14 +27,17 @@ DURATION=${BENCH_DURATION:-10}
 POOL_SIZE=${BENCH_POOL_SIZE:-16}
 INSTALL=${BENCH_INSTALL:-1}
 STATE=""
-declare -A PORT=() RESULT=() FAILED=()
+declare -A PORT=() RESULT=() FAILED=() CPU=()
 
-# Scenario table: id | label | metric (tps or latency) | pgbench arguments | targets.
+# Scenario table: id | label | metric (tps or latency) | pgbench arguments | targets |
+# environment for pgbench (optional). Scenarios whose id starts with "connect" also record the
+# pooler's own CPU time per new connection (pgbench's SCRAM hashing dominates their wall time).
 SCENARIOS=(
   "sel_simple|select-only, 64 clients, simple|tps|-c 64 -j 2 -S -M simple|direct pgferry pgbouncer"
   "sel_ext|select-only, 64 clients, extended|tps|-c 64 -j 2 -S -M extended|direct pgferry pgbouncer"
   "sel_prep|select-only, 64 clients, prepared|tps|-c 64 -j 2 -S -M prepared|direct pgferry pgbouncer"
   "connect|connect per transaction, 32 clients|tps|-C -c 32 -j 2 -S|direct pgferry pgbouncer"
+  "connect_tls|connect per transaction, TLS, 32 clients|tps|-C -c 32 -j 2 -S|pgferry pgbouncer|PGSSLMODE=require"
   "latency|single client, avg latency (ms)|latency|-c 1 -j 1 -S|direct pgferry pgbouncer"
   "tpcb|tpcb-like, 32 clients|tps|-c 32 -j 2|direct pgferry pgbouncer"
 )
@@ -47,13 +50,41 @@ cleanup() {
   rm -rf "$STATE"
 }
 
-# run_one SCENARIO_ID METRIC TARGET ARGS: one pgbench run; records the figure or the failure.
+# pooler_pid TARGET: the process serving TARGET (empty for direct PostgreSQL).
+pooler_pid() {
+  case $1 in
+    pgferry) printf '%s' "$PGFERRY_PID" ;;
+    pgbouncer) cat "$STATE/pgbouncer.pid" 2>/dev/null ;;
+  esac
+}
+
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
+cpu_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# record_cpu ID TARGET TICKS_BEFORE OUT: pooler CPU microseconds per processed transaction.
+record_cpu() {
+  local pid after count
+  pid=$(pooler_pid "$2")
+  [ -n "$pid" ] || return 0
+  after=$(cpu_ticks "$pid")
+  count=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$4")
+  [ -n "$count" ] && [ "$count" -gt 0 ] || return 0
+  CPU[$1/$2]=$(awk -v t=$((after - $3)) -v hz="$(getconf CLK_TCK)" -v n="$count" \
+    'BEGIN { printf "%.0f", t * 1000000 / hz / n }')
+}
+
+# run_one SCENARIO_ID METRIC TARGET ARGS ENV: one pgbench run; records the figure or the failure.
 run_one() {
-  local id=$1 metric=$2 target=$3 args=$4 out status=0 value failed
+  local id=$1 metric=$2 target=$3 args=$4 env=$5 out status=0 value failed before=0 pid
   out="$STATE/out/$id-$target.txt"
-  # shellcheck disable=SC2086 # ARGS is a word list on purpose
-  PGPASSWORD=$APP_PASSWORD "$(pg_tool pgbench)" -n -T "$DURATION" $args \
+  pid=$(pooler_pid "$target")
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  # shellcheck disable=SC2086 # ARGS and ENV are word lists on purpose
+  env $env PGPASSWORD=$APP_PASSWORD "$(pg_tool pgbench)" -n -T "$DURATION" $args \
     -h 127.0.0.1 -p "${PORT[$target]}" -U app app >"$out" 2>&1 || status=$?
+  [[ $id == connect* ]] && record_cpu "$id" "$target" "$before" "$out"
   failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")
   if [ "$metric" = latency ]; then
     value=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out")
@@ -70,12 +101,12 @@ run_one() {
 }
 
 run_scenarios() {
-  local line id label metric args targets target
+  local line id label metric args targets env target
   for line in "${SCENARIOS[@]}"; do
-    IFS='|' read -r id label metric args targets <<<"$line"
+    IFS='|' read -r id label metric args targets env <<<"$line"
     for target in $targets; do
       [ -n "${PORT[$target]:-}" ] || continue
-      run_one "$id" "$metric" "$target" "$args"
+      run_one "$id" "$metric" "$target" "$args" "$env"
     done
   done
 }
@@ -110,6 +141,15 @@ print_table() {
       "$(ratio "$f" "$b")" "$(ratio "$f" "$d")"
   done
   printf '(TPS unless noted; for latency a ratio below 1 means pgferry is faster)\n'
+  printf '\n%-38s %10s %10s %17s\n' "pooler CPU per new connection (us)" pgferry pgbouncer \
+    pgferry/pgbouncer
+  for line in "${SCENARIOS[@]}"; do
+    IFS='|' read -r id label metric args targets <<<"$line"
+    [[ $id == connect* ]] || continue
+    f=${CPU[$id/pgferry]:-n/a}
+    b=${CPU[$id/pgbouncer]:-n/a}
+    printf '%-38s %10s %10s %17s\n' "$label" "$f" "$b" "$(ratio "$f" "$b")"
+  done
 }
 
 # pgferry_failed: true when any pgferry run recorded a failure.
@@ -159,6 +199,13 @@ log "pgbench -i -s 10 (directly)"
 PGPASSWORD=$APP_PASSWORD "$(pg_tool pgbench)" -i -q -s 10 -h 127.0.0.1 -p "$PG_PORT" -U app app \
   >"$STATE/out/init.txt" 2>&1 || { cat "$STATE/out/init.txt" >&2; die "pgbench -i failed"; }
 PORT[direct]=$PG_PORT
+
+# Both poolers serve TLS with the same certificate (ECDSA P-256, as a modern deployment would).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=localhost -keyout "$STATE/tls.key" -out "$STATE/tls.crt" 2>/dev/null ||
+  die "openssl could not create a certificate"
+export PGFERRY_TLS_CERT=$STATE/tls.crt PGFERRY_TLS_KEY=$STATE/tls.key PGFERRY_TLS_MODE=allow
+export BENCH_TLS_CERT=$STATE/tls.crt BENCH_TLS_KEY=$STATE/tls.key
 
 start_pgferry "$POOL_SIZE"
 PORT[pgferry]=$PGFERRY_PORT

@@ -104,6 +104,13 @@ pidfile = $STATE/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
 INI
+  if [ -n "${BENCH_TLS_CERT:-}" ]; then
+    cat >>"$STATE/pgbouncer.ini" <<INI
+client_tls_sslmode = allow
+client_tls_cert_file = $BENCH_TLS_CERT
+client_tls_key_file = $BENCH_TLS_KEY
+INI
+  fi
   give_to_pg_user "$STATE"
 }
 

@@ -21,10 +21,9 @@ fn tls_config(dir: &std::path::Path, mode: ClientTlsMode) -> (Config, std::path:
     (config, ca)
 }
 
+/// A directory for test files, removed with the test server by the support's watchdog.
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("pgferry-test-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    pg().scratch_dir(name)
 }
 
 #[tokio::test]

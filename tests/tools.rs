@@ -33,7 +33,8 @@ fn run(cmd: &mut Command) -> String {
 async fn psql_round_trip_with_fastpath_function_calls() {
     let handle = start_proxy(proxy_config(pg())).await;
     let addr = handle.client_addr();
-    let file = std::env::temp_dir().join(format!("pgferry-lo-{}", std::process::id()));
+    // In the test server's scratch space, which the support's watchdog deletes.
+    let file = pg().scratch_dir("psql").join("large-object");
     std::fs::write(&file, b"large object payload").unwrap();
     let script = format!(
         "SELECT 40 + 2 AS answer;\nBEGIN;\n\\lo_import {path}\nSELECT count(*) FROM pg_largeobject_metadata WHERE oid = :LASTOID;\nROLLBACK;\n\n",

@@ -207,7 +207,7 @@ fn settle(relay: &mut Relay, outcome: Outcome<Action>, previous_status: u8) {
     let status = held.status;
     record_completions(&relay.pool, held, &outcome);
     if outcome.failed {
-        let failed = outcome.completed.into_iter().map(|p| p.action);
+        let failed = outcome.completed.map(|p| p.action);
         for undo in outcome
             .skipped
             .into_iter()
@@ -219,31 +219,29 @@ fn settle(relay: &mut Relay, outcome: Outcome<Action>, previous_status: u8) {
         }
         return;
     }
-    let ready = outcome
-        .completed
-        .last()
-        .is_some_and(|p| p.request.ends_with_ready());
-    if ready && status == b'I' && previous_status != b'I' {
+    let Some(done) = outcome.completed else {
+        return;
+    };
+    if done.request.ends_with_ready() && status == b'I' && previous_status != b'I' {
         relay.on_transaction_end();
     }
-    for done in outcome.completed {
-        if done.request == super::expect::Request::Query {
-            relay.on_query_done(done.action, previous_status, status);
-        }
+    if done.request == super::expect::Request::Query {
+        relay.on_query_done(done.action, previous_status, status);
     }
 }
 
 /// Latency and transaction metrics for completed requests.
 fn record_completions(pool: &BackendPool, held: &mut Held, outcome: &Outcome<Action>) {
-    for done in &outcome.completed {
-        if done.route != Route::Forward || !done.request.ends_with_ready() {
-            continue;
-        }
-        pool.metrics.query_finished(done.since.elapsed());
-        if held.status == b'I' {
-            if let Some(started) = held.transaction_started.take() {
-                pool.metrics.transaction_finished(started.elapsed());
-            }
+    let Some(done) = &outcome.completed else {
+        return;
+    };
+    if done.route != Route::Forward || !done.request.ends_with_ready() {
+        return;
+    }
+    pool.metrics.query_finished(done.since.elapsed());
+    if held.status == b'I' {
+        if let Some(started) = held.transaction_started.take() {
+            pool.metrics.transaction_finished(started.elapsed());
         }
     }
 }

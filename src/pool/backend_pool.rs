@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -62,9 +62,6 @@ pub struct BackendPool {
     inner: bb8::Pool<ServerManager>,
     failures: Arc<ConnectFailures>,
     baseline: RwLock<Option<Arc<HashMap<String, String>>>>,
-    /// When a backend connection of this pool was last found dead; idle connections created
-    /// before then are presumed dead too (backend restart, failover) and are not handed out.
-    lost_at: Mutex<Option<Instant>>,
     /// Clients currently waiting in `checkout` (for `pgferry_pool_waiting_clients`).
     waiting: AtomicU32,
     /// Sessions pinned to a backend of this pool (for `pgferry_pool_pinned_connections`).
@@ -122,7 +119,6 @@ impl BackendPool {
             inner,
             failures,
             baseline: RwLock::new(None),
-            lost_at: Mutex::new(None),
             waiting: AtomicU32::new(0),
             pinned: AtomicI64::new(0),
         }
@@ -193,14 +189,10 @@ impl BackendPool {
         })
     }
 
-    /// A connection is stale if it predates a detected backend failure, or if the backend
-    /// already sent something (a FATAL before closing) or closed while it sat idle. The check
-    /// is one non-blocking read attempt.
+    /// A connection is stale if the backend sent something (a FATAL before closing, as on a
+    /// restart or failover) or closed while it sat idle. The check is one non-blocking read
+    /// attempt per checkout, and judges each connection on its own evidence.
     async fn is_stale(&self, conn: &mut ServerConn) -> bool {
-        let lost_at = *self.lost_at.lock().unwrap_or_else(|p| p.into_inner());
-        if lost_at.is_some_and(|at| conn.created <= at) {
-            return true;
-        }
         if !conn.read_buf.is_empty() {
             return true;
         }
@@ -218,11 +210,6 @@ impl BackendPool {
     /// A session of this pool became pinned (`+1`) or unpinned (`-1`).
     pub fn pinned_sessions_changed(&self, delta: i64) {
         self.pinned.fetch_add(delta, Ordering::Relaxed);
-    }
-
-    /// Records that a connection of this pool died under a client (see `lost_at`).
-    pub fn mark_backend_lost(&self) {
-        *self.lost_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
 
     fn remember_baseline(&self, conn: &ServerConn) {

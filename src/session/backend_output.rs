@@ -311,7 +311,6 @@ async fn write_client(relay: &mut Relay, bytes: &[u8]) -> Result<(), Exit> {
 }
 
 fn relay_error(pool: &BackendPool, e: impl std::fmt::Display) -> Exit {
-    pool.mark_backend_lost();
     Exit::BackendLost(format!(
         "invalid message from backend \"{}\": {e}",
         pool.database

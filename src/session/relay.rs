@@ -374,7 +374,6 @@ impl Relay {
     }
 
     pub(super) fn backend_lost(&self, detail: &str) -> Exit {
-        self.pool.mark_backend_lost();
         let target = &self.pool.target;
         Exit::BackendLost(format!(
             "connection to backend \"{}\" ({}:{}) was lost: {detail}",

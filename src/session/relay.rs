@@ -86,16 +86,11 @@ impl Relay {
     }
 
     /// Tells the client why it ends (if it is still there) and returns or discards the backend.
+    /// The backend goes back first (bounded by `server_reset_timeout`), so a client that
+    /// does not read its goodbye cannot keep a backend from other clients.
     async fn finish(&mut self, exit: Exit) {
         self.flush_byte_counts();
         tracing::debug!(?exit, "session ended");
-        match &exit {
-            Exit::Fatal { sqlstate, message } => self.send_fatal(sqlstate, message).await,
-            Exit::BackendLost(message) => {
-                self.send_fatal(sqlstate::CONNECTION_FAILURE, message).await
-            }
-            Exit::ClientGone | Exit::Terminated => {}
-        }
         if let Some(held) = self.held.take() {
             // A client that left mid-message leaves the backend waiting for the rest of it.
             let broken = matches!(exit, Exit::BackendLost(_)) || !self.client_scan.at_boundary();
@@ -105,6 +100,13 @@ impl Relay {
         }
         for reason in self.pins.clone() {
             self.unpin(reason);
+        }
+        match &exit {
+            Exit::Fatal { sqlstate, message } => self.send_fatal(sqlstate, message).await,
+            Exit::BackendLost(message) => {
+                self.send_fatal(sqlstate::CONNECTION_FAILURE, message).await
+            }
+            Exit::ClientGone | Exit::Terminated => {}
         }
     }
 
@@ -385,8 +387,12 @@ impl Relay {
         let mut buf = BytesMut::new();
         messages::error_response(&mut buf, messages::Severity::Fatal, code, message);
         self.ctx.metrics.count_error(code);
-        let _ = self.client.write_all(&buf).await;
-        let _ = self.client.shutdown().await;
+        let goodbye = async {
+            let _ = self.client.write_all(&buf).await;
+            let _ = self.client.shutdown().await;
+        };
+        // A frozen client must not keep this task (and its socket) for TCP's retry period.
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
     }
 }
 
@@ -397,6 +403,9 @@ pub(super) fn fatal(sqlstate: &'static str, message: &str) -> Exit {
         message: message.to_string(),
     }
 }
+
+/// How long a client gets to take its final error message.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Read buffer of an idle client: most next requests fit; larger ones grow it.
 const IDLE_READ_BUFFER: usize = 512;

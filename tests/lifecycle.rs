@@ -249,9 +249,15 @@ async fn metrics_and_health_reflect_a_known_workload() {
         metric(&text, "pgferry_client_logins_total{result=\"ok\"}"),
         1.0
     );
+    // The client reads its ReadyForQuery a moment before the proxy returns the backend and
+    // counts the client idle: wait (bounded) for that, then require exactly one.
+    wait_for_metric(&handle, "pgferry_client_connections{state=\"idle\"}", 1.0).await;
     assert_eq!(
-        metric(&text, "pgferry_client_connections{state=\"idle\"}"),
-        1.0
+        metric(
+            &handle.metrics().encode(),
+            "pgferry_client_connections{state=\"active\"}"
+        ),
+        0.0
     );
     assert!(metric(&text, "pgferry_client_bytes_sent_total") > 0.0);
     drop(client);

@@ -105,6 +105,22 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Waits (at most 5 s, yielding between checks) until `series` reads `value`; fails otherwise.
+pub async fn wait_for_metric(handle: &pgferry::ProxyHandle, series: &str, value: f64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let current = metric(&handle.metrics().encode(), series);
+        if current == value {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} stayed {current}, expected {value}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
 /// The value of one exposition line (`name{labels}` exactly as printed), 0 when absent.
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()

@@ -50,12 +50,7 @@ async fn killed_client_mid_transaction_leaves_no_lock_behind() {
     let mut config = proxy_config(pg());
     config.databases[0].pool_size = 2;
     let handle = start_proxy(config).await;
-    let addr = handle.client_addr();
-    let conn_str = conn_string(addr, APP_USER, APP_PASSWORD, APP_DB, "disable");
-    let (victim, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let connection_task = tokio::spawn(connection);
+    let (victim, connection_task) = app_client_watched(&handle).await;
     victim
         .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(4242)")
         .await
@@ -169,17 +164,7 @@ async fn idle_and_idle_in_transaction_timeouts_close_with_clear_errors() {
     config.limits.idle_transaction_timeout = Duration::from_millis(300);
     let handle = start_proxy(config).await;
     for (setup, expected) in [("SELECT 1", "57P05"), ("BEGIN", "25P03")] {
-        let conn_str = conn_string(
-            handle.client_addr(),
-            APP_USER,
-            APP_PASSWORD,
-            APP_DB,
-            "disable",
-        );
-        let (client, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        let connection = tokio::spawn(connection);
+        let (client, connection) = app_client_watched(&handle).await;
         client.batch_execute(setup).await.unwrap();
         let error = connection
             .await
@@ -307,22 +292,9 @@ async fn shutdown_ends_idle_sessions_then_closes_the_rest_after_the_timeout() {
     let mut config = proxy_config(pg());
     config.limits.shutdown_timeout = Duration::from_millis(300);
     let handle = start_proxy(config).await;
-    let conn_str = conn_string(
-        handle.client_addr(),
-        APP_USER,
-        APP_PASSWORD,
-        APP_DB,
-        "disable",
-    );
-    let (idle, idle_conn) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let idle_conn = tokio::spawn(idle_conn);
+    let (idle, idle_conn) = app_client_watched(&handle).await;
     idle.simple_query("SELECT 1").await.unwrap();
-    let (busy, busy_conn) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let busy_conn = tokio::spawn(busy_conn);
+    let (busy, busy_conn) = app_client_watched(&handle).await;
     busy.batch_execute("BEGIN").await.unwrap();
     let started = Instant::now();
     handle.shutdown().await;

@@ -106,6 +106,27 @@ pub async fn app_client(handle: &pgferry::ProxyHandle) -> Client {
         .expect("login through pgferry")
 }
 
+/// Like [`app_client`], but hands back the connection task too, for tests that watch how the
+/// session ends (its error carries the FATAL the proxy sent).
+pub async fn app_client_watched(
+    handle: &pgferry::ProxyHandle,
+) -> (
+    Client,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
+    let config = conn_string(
+        handle.client_addr(),
+        APP_USER,
+        APP_PASSWORD,
+        APP_DB,
+        "disable",
+    );
+    let (client, connection) = tokio_postgres::connect(&config, NoTls)
+        .await
+        .expect("login through pgferry");
+    (client, tokio::spawn(connection))
+}
+
 /// Plaintext client connection (e.g. to the proxy); the connection task is spawned.
 pub async fn connect(
     addr: SocketAddr,

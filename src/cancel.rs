@@ -153,3 +153,53 @@ impl Drop for CancelSlot {
         self.registry.entries().remove(&self.key.process_id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::BackendTlsMode;
+
+    fn target() -> Arc<BackendTarget> {
+        Arc::new(BackendTarget {
+            database: "db".into(),
+            host: "127.0.0.1".into(),
+            port: 5432,
+            dbname: "db".into(),
+            user: "u".into(),
+            password: None,
+            tls_mode: BackendTlsMode::Disable,
+            tls: None,
+            connect_timeout: Duration::from_secs(1),
+            startup_params: Vec::new(),
+            max_prepared_statements: 1,
+        })
+    }
+
+    #[test]
+    fn keys_route_only_with_the_right_secret_and_only_while_attached() {
+        let registry = CancelRegistry::new();
+        let slot = registry.register();
+        let other = registry.register();
+        assert_ne!(slot.key().process_id, other.key().process_id);
+        assert!(registry.lookup(slot.key()).is_none(), "no backend held yet");
+        let backend = BackendKey {
+            process_id: 42,
+            secret_key: 7,
+        };
+        slot.attach(target(), backend);
+        assert_eq!(registry.lookup(slot.key()).map(|(_, k)| k), Some(backend));
+        let wrong = CancelKey {
+            secret_key: slot.key().secret_key.wrapping_add(1),
+            ..slot.key()
+        };
+        assert!(registry.lookup(wrong).is_none());
+        slot.detach();
+        assert!(registry.lookup(slot.key()).is_none());
+        drop(slot);
+        assert_eq!(registry.len(), 1, "a dropped session's key is retired");
+        drop(other);
+        assert!(registry.is_empty());
+    }
+}

@@ -18,13 +18,6 @@ pub struct FrameHeader {
     pub total_len: usize,
 }
 
-impl FrameHeader {
-    /// Bytes of body after the 5-byte header.
-    pub fn body_len(&self) -> usize {
-        self.total_len - HEADER_LEN
-    }
-}
-
 /// A stream that cannot be framed: the peer is not speaking the protocol, or oversteps limits.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FrameError {

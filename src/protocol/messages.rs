@@ -127,9 +127,14 @@ pub fn negotiate_protocol_version(buf: &mut BytesMut, unsupported_options: Vec<S
 
 /// A simple Query message (used for statements the proxy injects, like ROLLBACK).
 pub fn query(buf: &mut BytesMut, sql: &str) {
-    buf.put_u8(b'Q');
-    buf.put_i32((4 + sql.len() + 1) as i32);
-    buf.put_slice(sql.as_bytes());
+    put_text_message(buf, b'Q', sql);
+}
+
+/// A frontend message whose body is one NUL-terminated string.
+fn put_text_message(buf: &mut BytesMut, tag: u8, text: &str) {
+    buf.put_u8(tag);
+    buf.put_i32((4 + text.len() + 1) as i32);
+    buf.put_slice(text.as_bytes());
     buf.put_u8(0);
 }
 
@@ -140,15 +145,7 @@ pub fn sync(buf: &mut BytesMut) {
 
 /// CopyFail: aborts a COPY FROM STDIN the client abandoned.
 pub fn copy_fail(buf: &mut BytesMut, reason: &str) {
-    buf.put_u8(b'f');
-    buf.put_i32((4 + reason.len() + 1) as i32);
-    buf.put_slice(reason.as_bytes());
-    buf.put_u8(0);
-}
-
-/// Terminate: polite goodbye to a backend before closing its socket.
-pub fn terminate(buf: &mut BytesMut) {
-    buf.put_slice(&[b'X', 0, 0, 0, 4]);
+    put_text_message(buf, b'f', reason);
 }
 
 #[cfg(test)]

@@ -6,10 +6,11 @@
 //! that is serving that client at that moment, over a new connection to that backend.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
 
 use crate::server::{send_cancel, BackendKey, BackendTarget};
 
@@ -26,6 +27,27 @@ type BackendRef = (Arc<BackendTarget>, BackendKey);
 struct Entry {
     secret_key: i32,
     backend: Option<BackendRef>,
+    /// Cancel requests for this client still on their way to the backend (shared with the
+    /// session's slot).
+    in_flight: Arc<InFlightCount>,
+}
+
+/// Cancel requests of one client on their way to its backend, and a wake-up when none is.
+#[derive(Default)]
+struct InFlightCount {
+    count: AtomicUsize,
+    settled: Notify,
+}
+
+/// Counts one cancel request as in flight for as long as it lives.
+struct InFlight(Arc<InFlightCount>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.settled.notify_waiters();
+        }
+    }
 }
 
 /// All live client sessions' cancel keys.
@@ -61,11 +83,13 @@ impl CancelRegistry {
                 break id;
             }
         };
+        let in_flight = Arc::new(InFlightCount::default());
         entries.insert(
             process_id,
             Entry {
                 secret_key,
                 backend: None,
+                in_flight: Arc::clone(&in_flight),
             },
         );
         CancelSlot {
@@ -74,11 +98,18 @@ impl CancelRegistry {
                 process_id,
                 secret_key,
             },
+            in_flight,
         }
     }
 
     /// The backend currently serving the client with this key, if the key is valid.
     pub fn lookup(&self, key: CancelKey) -> Option<BackendRef> {
+        self.lookup_for_send(key).map(|(backend, _)| backend)
+    }
+
+    /// Like [`lookup`](Self::lookup), and marks a cancel as in flight for that client, under
+    /// the same lock: the session cannot hand its backend on between the two.
+    fn lookup_for_send(&self, key: CancelKey) -> Option<(BackendRef, InFlight)> {
         let entries = self.entries();
         let entry = entries.get(&key.process_id)?;
         let secret_ok: bool = entry
@@ -89,13 +120,20 @@ impl CancelRegistry {
         if !secret_ok {
             return None;
         }
-        entry.backend.clone()
+        let backend = entry.backend.clone()?;
+        entry.in_flight.count.fetch_add(1, Ordering::AcqRel);
+        Some((backend, InFlight(Arc::clone(&entry.in_flight))))
     }
 
     /// Handles a CancelRequest: forwards it if the key matches a client holding a backend.
     /// Like PostgreSQL, the requester learns nothing either way.
+    ///
+    /// While it travels (a new connection to the backend), the client keeps its backend (see
+    /// [`CancelSlot::try_detach`]): a late cancel then reaches either an idle backend,
+    /// which PostgreSQL ignores, or this client's own next statement, as it would without a
+    /// pooler — never another client's statement.
     pub async fn cancel(&self, key: CancelKey) {
-        let Some((target, backend_key)) = self.lookup(key) else {
+        let Some(((target, backend_key), _in_flight)) = self.lookup_for_send(key) else {
             tracing::debug!(
                 process_id = key.process_id,
                 "cancel request for no running query"
@@ -128,6 +166,7 @@ impl CancelRegistry {
 pub struct CancelSlot {
     registry: Arc<CancelRegistry>,
     key: CancelKey,
+    in_flight: Arc<InFlightCount>,
 }
 
 impl CancelSlot {
@@ -140,6 +179,30 @@ impl CancelSlot {
     pub fn attach(&self, target: Arc<BackendTarget>, backend_key: BackendKey) {
         self.registry
             .set(self.key.process_id, Some((target, backend_key)));
+    }
+
+    /// Detaches the backend unless a cancel request for this client is on its way to it
+    /// (then the client must keep it); one locked step, so no cancel can slip in between.
+    pub fn try_detach(&self) -> bool {
+        let mut entries = self.registry.entries();
+        if self.in_flight.count.load(Ordering::Acquire) > 0 {
+            return false;
+        }
+        if let Some(entry) = entries.get_mut(&self.key.process_id) {
+            entry.backend = None;
+        }
+        true
+    }
+
+    /// Resolves once no cancel request for this client is in flight (at once if none is), so a
+    /// session that kept its backend for one can release it without waiting for the client.
+    pub async fn cancels_settled(&self) {
+        let settled = self.in_flight.settled.notified();
+        tokio::pin!(settled);
+        settled.as_mut().enable();
+        if self.in_flight.count.load(Ordering::Acquire) > 0 {
+            settled.await;
+        }
     }
 
     /// The client no longer holds a backend: cancels have nothing to cancel.
@@ -195,7 +258,15 @@ mod tests {
             ..slot.key()
         };
         assert!(registry.lookup(wrong).is_none());
-        slot.detach();
+        let in_flight = registry.lookup_for_send(slot.key()).map(|(_, guard)| guard);
+        assert!(in_flight.is_some());
+        assert!(
+            !slot.try_detach(),
+            "a cancel on its way keeps the backend attached"
+        );
+        assert!(registry.lookup(slot.key()).is_some());
+        drop(in_flight);
+        assert!(slot.try_detach());
         assert!(registry.lookup(slot.key()).is_none());
         drop(slot);
         assert_eq!(registry.len(), 1, "a dropped session's key is retired");

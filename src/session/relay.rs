@@ -53,6 +53,8 @@ enum Event {
     IdleTimeout,
     IdleInTransactionTimeout,
     Shutdown,
+    /// Cancels that kept an idle backend with this client have arrived: release it now.
+    CancelsSettled,
 }
 
 /// A logged-in client session.
@@ -146,6 +148,8 @@ impl Relay {
                 Event::Shutdown => {
                     Some(fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down"))
                 }
+                // Nothing to do here: the release check below runs after every event.
+                Event::CancelsSettled => None,
             };
             if let Some(exit) = exit {
                 return exit;
@@ -198,8 +202,19 @@ impl Relay {
             client_buf,
             held,
             ctx,
+            cancel,
+            pool,
+            pins,
+            client_scan,
             ..
         } = self;
+        // Only a transaction-mode session that kept an idle backend because of a cancel in
+        // flight waits for that cancel.
+        // (These are exactly `release_if_idle`'s conditions but the cancel, so this never spins.)
+        let waits_for_cancel = pool.mode == PoolMode::Transaction
+            && pins.is_empty()
+            && client_scan.at_boundary()
+            && held.as_deref().is_some_and(Held::is_idle);
         let mut shutdown = ctx.shutdown.clone();
         let mut close_all = ctx.close_all.clone();
         match held {
@@ -215,6 +230,7 @@ impl Relay {
                     event = timer => event,
                     _ = shutdown.changed(), if idle => Event::Shutdown,
                     _ = close_all.changed() => Event::Shutdown,
+                    () = cancel.cancels_settled(), if waits_for_cancel => Event::CancelsSettled,
                 }
             }
             None => tokio::select! {
@@ -350,12 +366,12 @@ impl Relay {
         let idle = self.held.as_deref().is_some_and(Held::is_idle)
             && self.client_scan.at_boundary()
             && self.pins.is_empty();
-        if !idle || self.pool.mode != PoolMode::Transaction {
+        // A cancel on its way to this backend must not reach another client's statement.
+        if !idle || self.pool.mode != PoolMode::Transaction || !self.cancel.try_detach() {
             return;
         }
         if let Some(mut held) = self.held.take() {
             held.conn().mark_clean();
-            self.cancel.detach();
             drop(held);
             self.gauge.set(ClientState::Idle);
             self.flush_byte_counts();

@@ -43,10 +43,11 @@ create_bench_role() {
     -c "CREATE DATABASE app OWNER app"
 }
 
-# wait_ready PORT WHAT: polls with a real login (SCRAM included) until the server answers.
+# wait_ready PORT WHAT: polls with a real login (SCRAM included) until the server answers
+# ($WAIT_TRIES tries 0.1 s apart; a server under valgrind needs more).
 wait_ready() {
   local _
-  for _ in $(seq 100); do
+  for _ in $(seq "${WAIT_TRIES:-100}"); do
     if PGPASSWORD=$APP_PASSWORD PGCONNECT_TIMEOUT=2 "$(pg_tool psql)" -X -q -t \
       "host=127.0.0.1 port=$1 user=app dbname=app" -c 'SELECT 1' >/dev/null 2>&1; then
       return 0
@@ -57,10 +58,12 @@ wait_ready() {
   die "$2 on port $1 did not accept a login"
 }
 
-# start_pgferry POOL_SIZE: quick mode, transaction pooling, no metrics listener.
+# start_pgferry POOL_SIZE: quick mode, transaction pooling, no metrics listener. A command in
+# $PGFERRY_WRAPPER (a word list, e.g. valgrind and its options) runs pgferry under it.
 start_pgferry() {
   PGFERRY_PORT=$(free_port) || die "no free port found for pgferry"
-  target/release/pgferry --listen "127.0.0.1:$PGFERRY_PORT" \
+  # shellcheck disable=SC2086 # PGFERRY_WRAPPER is a word list on purpose
+  ${PGFERRY_WRAPPER:-} target/release/pgferry --listen "127.0.0.1:$PGFERRY_PORT" \
     --backend "postgres://app:$APP_PASSWORD@127.0.0.1:$PG_PORT/app" \
     --pool-size "$1" --pool-mode transaction --metrics-listen off \
     >"$STATE/pgferry.log" 2>&1 &

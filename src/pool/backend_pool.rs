@@ -129,14 +129,7 @@ impl BackendPool {
     pub async fn checkout(&self) -> Result<Checkout, CheckoutError> {
         let started = Instant::now();
         let _waiting = Waiting::new(&self.waiting);
-        let permit = tokio::time::timeout(
-            self.query_wait_timeout,
-            Arc::clone(&self.admission).acquire_owned(),
-        )
-        .await
-        .ok()
-        .and_then(Result::ok);
-        let Some(permit) = permit else {
+        let Some(permit) = self.admit().await else {
             self.metrics.checkout_timeout();
             return Err(CheckoutError::Exhausted {
                 database: self.database.clone(),
@@ -151,6 +144,21 @@ impl BackendPool {
             conn,
             _permit: permit,
         })
+    }
+
+    /// A free slot at once when there is one (no timer armed: the common case on a pool that
+    /// keeps up), else the FIFO wait bounded by `query_wait_timeout`; `None` when it ran out.
+    async fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(&self.admission).try_acquire_owned() {
+            return Some(permit);
+        }
+        tokio::time::timeout(
+            self.query_wait_timeout,
+            Arc::clone(&self.admission).acquire_owned(),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
     }
 
     async fn get_connection(

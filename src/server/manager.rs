@@ -41,16 +41,20 @@ impl fmt::Debug for ServerManager {
     }
 }
 
+/// Connections are boxed: bb8 moves a connection in and out of its idle queue and through
+/// several futures on every checkout and checkin, and moving a pointer is cheaper than moving
+/// the ~300-byte `ServerConn` (measured: fewer instructions per transaction, see
+/// benches/RESULTS.md).
 impl bb8::ManageConnection for ServerManager {
-    type Connection = ServerConn;
+    type Connection = Box<ServerConn>;
     type Error = ServerError;
 
-    fn connect(&self) -> impl Future<Output = Result<ServerConn, ServerError>> + Send {
+    fn connect(&self) -> impl Future<Output = Result<Box<ServerConn>, ServerError>> + Send {
         let target = Arc::clone(&self.target);
-        async move { ServerConn::connect(&target).await }
+        async move { ServerConn::connect(&target).await.map(Box::new) }
     }
 
-    async fn is_valid(&self, conn: &mut ServerConn) -> Result<(), ServerError> {
+    async fn is_valid(&self, conn: &mut Box<ServerConn>) -> Result<(), ServerError> {
         if !conn.is_clean() {
             return Err(ServerError::Protocol("connection is not idle".to_string()));
         }
@@ -60,7 +64,7 @@ impl bb8::ManageConnection for ServerManager {
         conn.ping(&self.target).await
     }
 
-    fn has_broken(&self, conn: &mut ServerConn) -> bool {
+    fn has_broken(&self, conn: &mut Box<ServerConn>) -> bool {
         !conn.is_clean()
     }
 }

@@ -107,6 +107,14 @@ impl Conv<'_> {
                 allow_md5: raw.auth.allow_md5.unwrap_or(base.auth.allow_md5),
             },
             pooling: self.pooling(raw.pooling)?,
+            runtime: RuntimeConfig {
+                worker_threads: self.int_or(
+                    "runtime.worker_threads",
+                    raw.runtime.worker_threads,
+                    0,
+                    bounds::WORKER_THREADS,
+                )?,
+            },
             log: LogConfig {
                 format: self.name_or("log.format", raw.log.format, base.log.format)?,
                 level: raw.log.level.unwrap_or(base.log.level),

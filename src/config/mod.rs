@@ -37,8 +37,19 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub pooling: PoolingConfig,
+    pub runtime: RuntimeConfig,
     pub users: Vec<UserConfig>,
     pub databases: Vec<DatabaseConfig>,
+}
+
+/// Shape of the async runtime. One worker per core is best for throughput under many clients;
+/// on hosts with one or two cores shared with other busy processes a single worker adds less
+/// latency per query, because a wakeup never has to hop to another thread (measured in
+/// benches/RESULTS.md), so operators get to choose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Worker threads; 0 means one per CPU core.
+    pub worker_threads: usize,
 }
 
 /// What transaction mode does with statements whose effects outlive a transaction (session
@@ -288,6 +299,7 @@ impl Config {
             },
             users: Vec::new(),
             pooling: PoolingConfig::default(),
+            runtime: RuntimeConfig::default(),
             databases: Vec::new(),
         }
     }

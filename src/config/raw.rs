@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub pooling: RawPooling,
     #[serde(default)]
+    pub runtime: RawRuntime,
+    #[serde(default)]
     pub users: Vec<RawUser>,
     #[serde(default)]
     pub databases: Vec<RawDatabase>,
@@ -70,6 +72,12 @@ pub(super) struct RawTls {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAuth {
     pub allow_md5: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRuntime {
+    pub worker_threads: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -60,6 +60,8 @@ pub(crate) mod bounds {
         min: 1,
         max: 10_000_000,
     };
+    /// 0 = one per core; more than 1024 threads is a typo, not a tuning.
+    pub const WORKER_THREADS: Bounds = Bounds { min: 0, max: 1_024 };
 }
 
 /// Longest accepted duration: keeps `Instant + timeout` arithmetic far from overflow.
@@ -83,6 +85,11 @@ impl Config {
         c.tls(&self.tls)?;
         c.log(&self.log)?;
         c.pooling(&self.pooling)?;
+        c.int(
+            "runtime.worker_threads",
+            self.runtime.worker_threads,
+            bounds::WORKER_THREADS,
+        )?;
         c.users(&self.users)?;
         c.databases(&self.databases)?;
         c.backend_logins(self)

@@ -63,8 +63,11 @@ fn flags_override_the_file() {
         "json",
         "--log-level",
         "debug",
+        "--worker-threads",
+        "1",
     ]);
     let c = cli.resolve_config().unwrap();
+    assert_eq!(c.runtime.worker_threads, 1);
     assert_eq!(c.listen.addr.to_string(), "127.0.0.1:7000");
     assert_eq!(c.metrics.listen, None);
     assert_eq!(

@@ -92,6 +92,20 @@ fn human_values_are_converted() {
 }
 
 #[test]
+fn runtime_worker_threads_default_to_one_per_core_and_are_bounded() {
+    let c = Config::from_toml_str(MINIMAL, "x.toml").unwrap();
+    assert_eq!(c.runtime.worker_threads, 0);
+    let text = format!("[runtime]\nworker_threads = 1\n{MINIMAL}");
+    let c = Config::from_toml_str(&text, "x.toml").unwrap();
+    assert_eq!(c.runtime.worker_threads, 1);
+    let err = load_err(&format!("[runtime]\nworker_threads = -1\n{MINIMAL}"));
+    assert!(
+        err.starts_with("pgferry.toml: runtime.worker_threads:"),
+        "{err}"
+    );
+}
+
+#[test]
 fn syntax_errors_have_line_and_column() {
     let err = load_err("[listen]\naddr = \"0.0.0.0:6432\n");
     assert!(err.starts_with("pgferry.toml: line 2, column "), "{err}");

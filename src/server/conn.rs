@@ -1,6 +1,5 @@
 //! One authenticated backend connection, and cancel requests to its backend.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -11,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::login::login;
 use super::stream::{establish, ServerStream};
 use super::wire::{self, ErrorFields};
-use super::ServerPrepared;
+use super::{Alignment, ServerPrepared, VersionedMap};
 use super::{BackendKey, BackendTarget, ServerError};
 
 /// Source of [`ServerConn::id`]: unique for the life of the process.
@@ -31,10 +30,13 @@ pub struct ServerConn {
     pub read_buf: BytesMut,
     /// The backend's reported parameters (server_version, client_encoding, TimeZone, ...),
     /// as of login; the relay updates them as ParameterStatus messages pass.
-    pub params: HashMap<String, String>,
+    pub params: VersionedMap,
     /// Non-reported settings pgferry applied for the current client (search_path,
     /// statement_timeout, ...), so the next client's differences can be computed.
-    pub applied: HashMap<String, String>,
+    pub applied: VersionedMap,
+    /// Which client settings `params` and `applied` were last found to match, so a client
+    /// taking back the backend it just used skips the comparison.
+    pub aligned: Alignment,
     /// The `pgf_<n>` statements prepared on this connection (transaction pooling).
     pub prepared: ServerPrepared,
     /// The backend's cancel key, used by [`send_cancel`].
@@ -58,8 +60,9 @@ impl ServerConn {
             Ok(ServerConn {
                 stream,
                 read_buf: outcome.leftover,
-                params: outcome.params,
-                applied: HashMap::new(),
+                params: outcome.params.into(),
+                applied: VersionedMap::default(),
+                aligned: Alignment::default(),
                 prepared: ServerPrepared::new(target.max_prepared_statements),
                 key: outcome.key,
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),

@@ -11,12 +11,16 @@
 //!   `SET name TO expr` as written for settings seen by the lexical scanner.
 //!
 //! On checkout the differences are applied with one injected statement whose replies are
-//! swallowed.
+//! swallowed. That comparison runs at every transaction, and almost always finds nothing: a
+//! backend remembers the settings it was last found to match (see [`Alignment`]), so a client
+//! with the same settings skips it while the backend's record has not changed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 use std::sync::Arc;
 
 use crate::protocol::startup::StartupParams;
+use crate::server::{Alignment, VersionedMap};
 
 /// Reported parameters a client may change and that must therefore follow it across backends.
 const SESSION_REPORTED: &[&str] = &[
@@ -34,7 +38,7 @@ const SESSION_REPORTED: &[&str] = &[
 const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
 
 /// Desired session settings of one client.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientParams {
     /// The pool's reported parameters, shared by every client of the pool.
     baseline: Arc<HashMap<String, String>>,
@@ -45,6 +49,10 @@ pub struct ClientParams {
     other: BTreeMap<String, String>,
     /// Values at login, which RESET / RESET ALL / DISCARD ALL return to.
     initial_other: BTreeMap<String, String>,
+    /// Exact encoding of everything [`sync_sql`](Self::sync_sql) reads from this client (the
+    /// reported values it wants and `other`), kept current by every change: clients with equal
+    /// keys need the same statements on any backend.
+    key: Arc<str>,
 }
 
 impl ClientParams {
@@ -53,7 +61,10 @@ impl ClientParams {
     pub fn new(baseline: Arc<HashMap<String, String>>, startup: &StartupParams) -> Self {
         let mut params = ClientParams {
             baseline,
-            ..ClientParams::default()
+            overrides: HashMap::new(),
+            other: BTreeMap::new(),
+            initial_other: BTreeMap::new(),
+            key: Arc::from(""),
         };
         for (name, value) in &startup.params {
             if name == "options" {
@@ -65,7 +76,28 @@ impl ClientParams {
             }
         }
         params.initial_other = params.other.clone();
+        params.refresh_key();
         params
+    }
+
+    /// Recomputes `key` after a change. Each field is `-` (absent) or `<byte length>:<text>`,
+    /// so distinct settings never share an encoding.
+    fn refresh_key(&mut self) {
+        let mut key = String::new();
+        let mut field = |text: Option<&str>| match text {
+            Some(text) => {
+                let _ = write!(key, "{}:{text}", text.len());
+            }
+            None => key.push('-'),
+        };
+        for name in SESSION_REPORTED {
+            field(self.get(name));
+        }
+        for (name, statement) in &self.other {
+            field(Some(name));
+            field(Some(statement));
+        }
+        self.key = key.into();
     }
 
     /// The backend's spelling of a reported parameter name (`timezone` → `TimeZone`).
@@ -100,7 +132,7 @@ impl ClientParams {
 
     /// The backend reported a change while serving this client: it is now the client's wish.
     pub fn observe(&mut self, name: &str, value: &str) {
-        if !SESSION_REPORTED.contains(&name) {
+        if !SESSION_REPORTED.contains(&name) || self.get(name) == Some(value) {
             return;
         }
         if self.baseline.get(name).map(String::as_str) == Some(value) {
@@ -108,6 +140,7 @@ impl ClientParams {
         } else {
             self.overrides.insert(name.to_string(), value.to_string());
         }
+        self.refresh_key();
     }
 
     /// A successful `SET name TO expr` of a parameter the backend does not report.
@@ -115,7 +148,10 @@ impl ClientParams {
         if !self.is_reported(name) {
             let name = name.to_ascii_lowercase();
             let statement = format!("SET {} TO {expr};", identifier(&name));
-            self.other.insert(name, statement);
+            if self.other.get(&name) != Some(&statement) {
+                self.other.insert(name, statement);
+                self.refresh_key();
+            }
         }
     }
 
@@ -134,11 +170,13 @@ impl ClientParams {
             Some(initial) => self.other.insert(name, initial.clone()),
             None => self.other.remove(&name),
         };
+        self.refresh_key();
     }
 
     /// A successful `RESET ALL` / `DISCARD ALL`.
     pub fn reset_all(&mut self) {
         self.other = self.initial_other.clone();
+        self.refresh_key();
     }
 
     /// What the client believes a reported parameter is (reported to it at login).
@@ -151,12 +189,25 @@ impl ClientParams {
 
     /// SQL that makes a backend whose reported parameters are `current` and whose other
     /// settings pgferry set are `applied` match this client, or `None` when it already does.
-    /// `applied` is updated to the state the SQL produces.
+    /// `applied` is updated to the state the SQL produces. `aligned` is the backend's memory of
+    /// the last client settings it was found to match: when it still holds for this client's,
+    /// the answer is `None` without comparing anything.
     pub fn sync_sql(
         &self,
-        current: &HashMap<String, String>,
-        applied: &mut HashMap<String, String>,
+        current: &VersionedMap,
+        applied: &mut VersionedMap,
+        aligned: &mut Alignment,
     ) -> Option<String> {
+        if aligned.holds(&self.key, current, applied) {
+            return None;
+        }
+        let sql = self.diff_sql(current, applied);
+        aligned.record(sql.is_none(), &self.key, current, applied);
+        sql
+    }
+
+    /// The full comparison behind [`sync_sql`](Self::sync_sql).
+    fn diff_sql(&self, current: &VersionedMap, applied: &mut VersionedMap) -> Option<String> {
         let sets: Vec<String> = SESSION_REPORTED
             .iter()
             .filter_map(|name| self.get(name).map(|value| (*name, value)))
@@ -300,9 +351,13 @@ mod tests {
             &startup(&[("application_name", "it's"), ("statement_timeout", "1s")]),
         );
         p.set("search_path", "a, \"B\"");
-        let mut current = baseline();
-        let mut applied = HashMap::from([("lock_timeout".to_string(), "SET x;".to_string())]);
-        let sql = p.sync_sql(&current, &mut applied).unwrap();
+        let mut current = VersionedMap::from(baseline());
+        let mut applied = VersionedMap::from(HashMap::from([(
+            "lock_timeout".to_string(),
+            "SET x;".to_string(),
+        )]));
+        let mut aligned = Alignment::default();
+        let sql = p.sync_sql(&current, &mut applied, &mut aligned).unwrap();
         assert_eq!(
             sql,
             "SELECT pg_catalog.set_config(E'application_name', E'it''s', false);\
@@ -310,7 +365,115 @@ mod tests {
              SELECT pg_catalog.set_config(E'statement_timeout', E'1s', false);RESET \"lock_timeout\";"
         );
         current.insert("application_name".into(), "it's".into());
-        assert_eq!(p.sync_sql(&current, &mut applied), None);
+        assert_eq!(p.sync_sql(&current, &mut applied, &mut aligned), None);
+    }
+
+    /// A backend in line with `p`'s settings, as a previous full comparison left it.
+    fn aligned_backend(p: &ClientParams) -> (VersionedMap, VersionedMap, Alignment) {
+        let mut current = VersionedMap::from(baseline());
+        for name in SESSION_REPORTED {
+            if let Some(value) = p.get(name) {
+                current.insert(name.to_string(), value.to_string());
+            }
+        }
+        let mut applied = VersionedMap::default();
+        let mut aligned = Alignment::default();
+        assert_eq!(p.sync_sql(&current, &mut applied, &mut aligned), None);
+        (current, applied, aligned)
+    }
+
+    fn pgbench_client() -> ClientParams {
+        ClientParams::new(
+            Arc::new(baseline()),
+            &startup(&[("application_name", "pgbench")]),
+        )
+    }
+
+    #[test]
+    fn same_client_again_needs_no_sql_and_no_comparison() {
+        let p = pgbench_client();
+        let (current, mut applied, mut aligned) = aligned_backend(&p);
+        assert!(aligned.holds(&p.key, &current, &applied));
+        assert_eq!(p.sync_sql(&current, &mut applied, &mut aligned), None);
+        assert!(aligned.holds(&p.key, &current, &applied));
+    }
+
+    #[test]
+    fn a_set_since_the_last_checkout_is_applied() {
+        let mut p = pgbench_client();
+        let (current, mut applied, mut aligned) = aligned_backend(&p);
+        p.set("work_mem", "'64MB'");
+        assert_eq!(
+            p.sync_sql(&current, &mut applied, &mut aligned).as_deref(),
+            Some("SET \"work_mem\" TO '64MB';")
+        );
+        assert!(!aligned.holds(&p.key, &current, &applied), "SQL sent");
+        assert_eq!(p.sync_sql(&current, &mut applied, &mut aligned), None);
+    }
+
+    #[test]
+    fn a_backend_parameter_change_is_undone() {
+        let p = pgbench_client();
+        let (mut current, mut applied, mut aligned) = aligned_backend(&p);
+        current.insert("TimeZone".into(), "Asia/Tokyo".into());
+        assert_eq!(
+            p.sync_sql(&current, &mut applied, &mut aligned).as_deref(),
+            Some("SELECT pg_catalog.set_config(E'TimeZone', E'UTC', false);")
+        );
+    }
+
+    #[test]
+    fn a_setting_removed_from_the_backend_record_is_applied_again() {
+        let mut p = pgbench_client();
+        p.set("work_mem", "'64MB'");
+        let (current, mut applied, mut aligned) = aligned_backend(&p);
+        let _ = p.sync_sql(&current, &mut applied, &mut aligned);
+        assert_eq!(p.sync_sql(&current, &mut applied, &mut aligned), None);
+        applied.clear();
+        assert_eq!(
+            p.sync_sql(&current, &mut applied, &mut aligned).as_deref(),
+            Some("SET \"work_mem\" TO '64MB';")
+        );
+    }
+
+    #[test]
+    fn another_client_is_compared_by_its_settings() {
+        let p = pgbench_client();
+        let (current, mut applied, mut aligned) = aligned_backend(&p);
+        let twin = pgbench_client();
+        assert!(
+            aligned.holds(&twin.key, &current, &applied),
+            "same settings"
+        );
+        assert_eq!(twin.sync_sql(&current, &mut applied, &mut aligned), None);
+        let other = ClientParams::new(
+            Arc::new(baseline()),
+            &startup(&[("application_name", "psql")]),
+        );
+        assert!(!aligned.holds(&other.key, &current, &applied));
+        assert_eq!(
+            other
+                .sync_sql(&current, &mut applied, &mut aligned)
+                .as_deref(),
+            Some("SELECT pg_catalog.set_config(E'application_name', E'psql', false);")
+        );
+    }
+
+    #[test]
+    fn key_follows_every_effective_change_only() {
+        let mut p = pgbench_client();
+        let initial = Arc::clone(&p.key);
+        p.observe("application_name", "pgbench");
+        p.set("TimeZone", "'Asia/Tokyo'");
+        assert!(Arc::ptr_eq(&p.key, &initial), "nothing changed");
+        p.observe("TimeZone", "Asia/Tokyo");
+        assert_ne!(p.key, initial);
+        p.observe("TimeZone", "UTC");
+        assert_eq!(p.key, initial, "back to the same settings");
+        p.set("work_mem", "'1MB'");
+        assert_ne!(p.key, initial);
+        p.reset_all();
+        assert_eq!(p.key, initial);
     }
 
     #[test]

@@ -348,7 +348,10 @@ impl Relay {
         let mut held = Held::new(checkout);
         let conn = held.conn();
         self.cancel.attach(Arc::clone(&self.pool.target), conn.key);
-        if let Some(sql) = self.params.sync_sql(&conn.params, &mut conn.applied) {
+        if let Some(sql) = self
+            .params
+            .sync_sql(&conn.params, &mut conn.applied, &mut conn.aligned)
+        {
             let mut out = BytesMut::new();
             messages::query(&mut out, &sql);
             if let Err(e) = conn.stream.write_all(&out).await {

@@ -11,6 +11,8 @@
 //! - `scram/*`: the server side of a SCRAM-SHA-256 login, the dominant CPU cost of a cold
 //!   serverless connection apart from TLS.
 //! - `decode/*`: the two decoders that run on every transaction (ready_status) or every error.
+//! - `sql_scan/*`: the transaction-mode classification of every Query and Parse text; ordinary
+//!   statements must stay cheap (reported as bytes/s of SQL text).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ use pgferry::auth::{ScramExchange, ScramSecret, DEFAULT_ITERATIONS};
 use pgferry::protocol::decode::{error_fields, parameter_status, ready_status};
 use pgferry::protocol::frame::{FrameScanner, Scan};
 use pgferry::protocol::startup::{parse_packet, InitialPacket, StartupLimits};
+use pgferry::session::sql_scan;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 
 /// Largest message the scan accepts, as generous as the relay's default.
@@ -298,6 +301,51 @@ fn bench_decode(c: &mut Criterion) {
     });
 }
 
+/// Simple-Query texts the scanner classifies on every transaction: pgbench's select-only
+/// query, typical ORM statements, and one that really has an effect (for scale).
+const SCAN_QUERIES: [(&str, &str); 5] = [
+    (
+        "pgbench_select",
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 123;",
+    ),
+    (
+        "orm_select",
+        "SELECT \"users\".\"id\", \"users\".\"email\", \"users\".\"created_at\" FROM \"users\" \
+         WHERE \"users\".\"tenant_id\" = $1 AND \"users\".\"deleted_at\" IS NULL \
+         ORDER BY \"users\".\"id\" LIMIT $2",
+    ),
+    (
+        "orm_insert",
+        "INSERT INTO \"orders\" (\"user_id\", \"total\", \"status\", \"created_at\") \
+         VALUES ($1, $2, $3, $4) RETURNING \"id\"",
+    ),
+    (
+        "orm_update",
+        "UPDATE \"orders\" SET \"status\" = $1, \"updated_at\" = $2 WHERE \"orders\".\"id\" = $3",
+    ),
+    (
+        "set_config",
+        "SELECT set_config('app.user_id', '42', false)",
+    ),
+];
+
+fn bench_sql_scan(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sql_scan");
+    for (name, sql) in SCAN_QUERIES {
+        let expect_effect = name == "set_config";
+        assert_eq!(
+            !sql_scan::scan(sql.as_bytes()).is_empty(),
+            expect_effect,
+            "{name}: unexpected classification"
+        );
+        group.throughput(Throughput::Bytes(sql.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| sql_scan::scan(black_box(sql.as_bytes())))
+        });
+    }
+    group.finish();
+}
+
 /// Short runs: enough for a stable median on an idle machine, fast enough for `--quick`/CI.
 fn config() -> Criterion {
     Criterion::default()
@@ -309,6 +357,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_paths;
     config = config();
-    targets = bench_frame_scan, bench_startup, bench_scram, bench_decode
+    targets = bench_frame_scan, bench_startup, bench_scram, bench_decode, bench_sql_scan
 }
 criterion_main!(hot_paths);

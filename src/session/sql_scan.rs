@@ -16,12 +16,16 @@
 //! - Text with an unterminated literal or block comment is a syntax error in PostgreSQL, which
 //!   rejects the whole string before running anything, so it yields no effects at all.
 
+#[cfg(test)]
+mod fast_path_tests;
 mod lexer;
+mod prefilter;
 mod set;
 #[cfg(test)]
 mod tests;
 
 use lexer::{Kind, Lexer, Token};
+use prefilter::Found;
 
 /// Why a client had to be pinned to its backend; the string form is the metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -102,10 +106,16 @@ pub const MAX_DO_DEPTH: usize = 2;
 /// effects of its statements in order; empty (without allocating) for ordinary statements.
 /// Never panics, whatever the bytes.
 pub fn scan(sql: &[u8]) -> Vec<SessionEffect> {
-    if !might_matter(sql) {
+    scan_with(sql, prefilter::find(sql))
+}
+
+/// [`scan`] given the trigger words present in `sql` (a superset of them gives the same result,
+/// only slower).
+fn scan_with(sql: &[u8], found: Found) -> Vec<SessionEffect> {
+    if found.is_empty() {
         return Vec::new();
     }
-    let effects = scan_text(sql, 0);
+    let effects = scan_text(sql, 0, found);
     // Transaction control matters only around other effects.
     let control = |e: &SessionEffect| {
         matches!(
@@ -119,35 +129,8 @@ pub fn scan(sql: &[u8]) -> Vec<SessionEffect> {
     effects
 }
 
-/// Substrings (lowercase) that every interesting statement contains somewhere.
-const TRIGGERS: [&[u8]; 10] = [
-    b"advisory",
-    b"listen",
-    b"temp",
-    b"hold",
-    b"prepare",
-    b"load",
-    b"set",
-    b"discard",
-    b"dealloc",
-    b"close",
-];
-
-/// Fast pre-check: a case-insensitive search for any trigger word in the raw bytes (most
-/// positions are rejected by their first byte alone).
-fn might_matter(sql: &[u8]) -> bool {
-    sql.iter().enumerate().any(|(i, b)| {
-        matches!(
-            b | 0x20,
-            b'a' | b'l' | b't' | b'h' | b'p' | b's' | b'd' | b'c'
-        ) && TRIGGERS.iter().any(|t| {
-            sql.get(i..i + t.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(t))
-        })
-    })
-}
-
-fn scan_text(sql: &[u8], depth: usize) -> Vec<SessionEffect> {
+/// Splits `sql` into statements and analyzes each; `found` covers every trigger in `sql`.
+fn scan_text(sql: &[u8], depth: usize, found: Found) -> Vec<SessionEffect> {
     let mut out = Vec::new();
     let mut lex = Lexer::new(sql);
     loop {
@@ -161,7 +144,7 @@ fn scan_text(sql: &[u8], depth: usize) -> Vec<SessionEffect> {
             end = Some(tok.end);
         }
         if let Some(stmt) = end.and_then(|end| sql.get(start..end)) {
-            analyze(stmt, depth, &mut out);
+            analyze(stmt, depth, found, &mut out);
         }
         if !more {
             break;
@@ -186,8 +169,9 @@ fn lower<'b>(tok: Token, src: &[u8], buf: &'b mut [u8; 32]) -> &'b [u8] {
     }
 }
 
-/// Judges one statement (no `;`) by its leading keywords, then by its function calls.
-fn analyze(src: &[u8], depth: usize, out: &mut Vec<SessionEffect>) {
+/// Judges one statement (no `;`) by its leading keywords, then by its function calls; checks
+/// whose trigger word is not in `found` are skipped (they could not match).
+fn analyze(src: &[u8], depth: usize, found: Found, out: &mut Vec<SessionEffect>) {
     let mut toks = Lexer::new(src);
     let Some(mut first) = toks.next() else { return };
     if depth > 0 && first.is_kw(src, "begin") {
@@ -198,6 +182,7 @@ fn analyze(src: &[u8], depth: usize, out: &mut Vec<SessionEffect>) {
     let mut buf = [0u8; 32];
     let next_is = |kw: &str| toks.clone().next().is_some_and(|t| t.is_kw(src, kw));
     let pin_if = |cond: bool, reason| cond.then_some(SessionEffect::Pin(reason));
+    let into_temp = |toks| found.any_of(Found::TEMP) && select_into_temp(src, toks);
     let effect = match lower(first, src, &mut buf) {
         b"set" => {
             set::set_stmt(src, toks, out);
@@ -209,7 +194,7 @@ fn analyze(src: &[u8], depth: usize, out: &mut Vec<SessionEffect>) {
         b"prepare" => pin_if(prepare_pins(src, toks), PinReason::SqlPrepare),
         b"declare" => pin_if(declare_pins(src, toks), PinReason::CursorWithHold),
         b"create" => pin_if(create_pins(src, toks), PinReason::TempTable),
-        b"select" | b"with" => pin_if(select_into_temp(src, toks), PinReason::TempTable),
+        b"select" | b"with" => pin_if(into_temp(toks), PinReason::TempTable),
         b"unlisten" => unlisten_all(toks).then_some(SessionEffect::UnlistenAll),
         b"discard" if next_is("all") => Some(SessionEffect::DiscardAll),
         b"discard" if next_is("temp") || next_is("temporary") => Some(SessionEffect::DiscardTemp),
@@ -225,16 +210,16 @@ fn analyze(src: &[u8], depth: usize, out: &mut Vec<SessionEffect>) {
             Some(SessionEffect::TransactionEnd { commit: false })
         }
         b"do" if depth < MAX_DO_DEPTH => {
-            scan_do(src, toks, depth, out);
+            scan_do(src, toks, depth, found, out);
             None
         }
-        _ if first.kind == Kind::Punct(b'(') => {
-            pin_if(select_into_temp(src, toks), PinReason::TempTable)
-        }
+        _ if first.kind == Kind::Punct(b'(') => pin_if(into_temp(toks), PinReason::TempTable),
         _ => None,
     };
     out.extend(effect);
-    scan_calls(src, out);
+    if found.any_of(Found::CALLS) {
+        scan_calls(src, out);
+    }
 }
 
 /// `PREPARE name ...` pins; `PREPARE TRANSACTION 'gid'` (two-phase commit) does not.
@@ -334,14 +319,14 @@ fn deallocate_all(src: &[u8], mut toks: Lexer) -> bool {
 }
 
 /// `DO [LANGUAGE x] $tag$ body $tag$`: the body runs now, so it is scanned like top-level SQL.
-fn scan_do(src: &[u8], toks: Lexer, depth: usize, out: &mut Vec<SessionEffect>) {
+fn scan_do(src: &[u8], toks: Lexer, depth: usize, found: Found, out: &mut Vec<SessionEffect>) {
     let Some(body) = toks
         .filter(|t| t.kind == Kind::Str)
         .find_map(|t| dollar_body(t.text(src)))
     else {
         return;
     };
-    out.extend(scan_text(body, depth + 1));
+    out.extend(scan_text(body, depth + 1, found));
 }
 
 /// The contents of a complete `$tag$...$tag$` literal.

@@ -16,7 +16,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::version::{TLS12, TLS13};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CipherSuite, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::config::BackendTlsMode;
 
@@ -53,6 +53,27 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The provider of the client listener: AES-128-GCM suites first (the server's order wins).
+///
+/// OpenSSL clients (libpq) list AES-256-GCM-SHA384 first; its SHA-384 key schedule and
+/// transcript hash run on SHA-512 blocks, which have no hardware support, and a handshake hashes
+/// about a hundred of them. AES-128-GCM with SHA-256 is the suite every TLS 1.3 peer must
+/// implement and is no weaker in practice; the other suites remain for clients without it.
+fn server_provider() -> Arc<CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|suite| !is_aes_128_gcm(suite.suite()));
+    Arc::new(provider)
+}
+
+fn is_aes_128_gcm(suite: CipherSuite) -> bool {
+    matches!(
+        suite,
+        CipherSuite::TLS13_AES_128_GCM_SHA256
+            | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+    )
+}
+
 /// Builds the client-listener configuration from a PEM chain and key.
 ///
 /// ALPN `postgresql` is advertised: direct-TLS clients must offer it, while SSLRequest clients
@@ -67,7 +88,7 @@ pub fn server_config(
         path: key_file.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+    let mut config = rustls::ServerConfig::builder_with_provider(server_provider())
         .with_protocol_versions(&[&TLS13, &TLS12])
         .map_err(|e| invalid("protocol versions", e))?
         .with_no_client_auth()
@@ -79,7 +100,20 @@ pub fn server_config(
             )
         })?;
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+    config.ignore_client_order = true;
+    skip_resumption(&mut config);
     Ok(Arc::new(config))
+}
+
+/// Turns off TLS session resumption on the client listener.
+///
+/// libpq never resumes a TLS session, and a serverless client starts with an empty cache
+/// anyway, so the tickets rustls sends after every TLS 1.3 handshake (two by default, each an
+/// encrypted record, a cache insertion under a lock and a write) and the shared session cache
+/// only cost CPU and memory per connection.
+fn skip_resumption(config: &mut rustls::ServerConfig) {
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
 }
 
 /// Builds the configuration used to reach backends, following libpq's `sslmode`.

@@ -1,6 +1,13 @@
-//! Read-buffer sizing shared by the relay and the reset path.
+//! Read-buffer sizing shared by the relay and the reset path, and the client read that holds a
+//! buffer only while bytes are waiting in it.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Reads reserve at least this much spare room so a burst is read in few syscalls.
 const READ_CHUNK: usize = 16 * 1024;
@@ -8,9 +15,113 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Backend frames are trusted but still bounded (PostgreSQL's own limit is 1 GB).
 pub(super) const MAX_BACKEND_MESSAGE: usize = 1 << 30;
 
+/// Buffers larger than this (grown for one big message) are freed rather than kept as a spare.
+const MAX_SPARE: usize = 4 * READ_CHUNK;
+
+thread_local! {
+    /// One empty read buffer per worker thread, handed from a client that starts waiting to
+    /// the next one that has bytes to read: idle clients hold no buffer, and a busy proxy does
+    /// not pay a malloc and a free per transaction for that.
+    static SPARE: Cell<Option<BytesMut>> = const { Cell::new(None) };
+}
+
 /// Makes room for the next read so a burst is read with few syscalls.
 pub(super) fn reserve(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
+    }
+}
+
+/// Reads from the client into `buf` like `read_buf`, but an empty `buf` is handed back to the
+/// thread's spare slot while the client has nothing to send, and taken (or allocated) again
+/// once it polls for more: a waiting client keeps no buffer at all. A partial message stays.
+pub(super) async fn read_client<R>(client: &mut R, buf: &mut BytesMut) -> std::io::Result<usize>
+where
+    R: AsyncRead + Unpin,
+{
+    std::future::poll_fn(|cx| poll_read_client(cx, client, buf)).await
+}
+
+fn poll_read_client<R>(
+    cx: &mut Context<'_>,
+    client: &mut R,
+    buf: &mut BytesMut,
+) -> Poll<std::io::Result<usize>>
+where
+    R: AsyncRead + Unpin,
+{
+    if buf.capacity() == 0 {
+        *buf = take_spare();
+    }
+    reserve(buf);
+    // `read_buf` keeps no state between polls, so a fresh one per poll is equivalent.
+    let polled = pin!(client.read_buf(buf)).poll(cx);
+    if polled.is_pending() && buf.is_empty() {
+        give_back(std::mem::take(buf));
+    }
+    polled
+}
+
+/// The thread's spare buffer, or a new one.
+fn take_spare() -> BytesMut {
+    SPARE
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
+}
+
+/// Keeps an empty buffer as the thread's spare (replacing any), unless it grew large.
+fn give_back(mut buf: BytesMut) {
+    // Reclaims the room consumed messages took at the front, so the size check is honest.
+    buf.reserve(READ_CHUNK);
+    if buf.capacity() <= MAX_SPARE {
+        let _ = SPARE.try_with(|spare| spare.set(Some(buf)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Buf;
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_waiting_reader_holds_no_buffer_and_reuses_the_spare() {
+        let (mut client, mut proxy) = tokio::io::duplex(64);
+        let mut buf = BytesMut::new();
+        client.write_all(b"hello").await.unwrap();
+        assert_eq!(read_client(&mut proxy, &mut buf).await.unwrap(), 5);
+        assert_eq!(&buf[..], b"hello");
+        let first = buf.as_ptr();
+        buf.advance(5);
+        // Nothing to read: the empty buffer goes to the spare slot while the read waits.
+        let waiting = std::future::poll_fn(|cx| Poll::Ready(poll_read_client(cx, &mut proxy, &mut buf))).await;
+        assert!(waiting.is_pending());
+        assert_eq!(buf.capacity(), 0, "a waiting client holds no buffer");
+        client.write_all(b"again").await.unwrap();
+        assert_eq!(read_client(&mut proxy, &mut buf).await.unwrap(), 5);
+        assert_eq!(buf.as_ptr(), first, "the spare buffer is reused, not reallocated");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_partial_message_stays_while_waiting() {
+        let (mut client, mut proxy) = tokio::io::duplex(64);
+        let mut buf = BytesMut::new();
+        client.write_all(b"par").await.unwrap();
+        assert_eq!(read_client(&mut proxy, &mut buf).await.unwrap(), 3);
+        let waiting = std::future::poll_fn(|cx| Poll::Ready(poll_read_client(cx, &mut proxy, &mut buf))).await;
+        assert!(waiting.is_pending());
+        assert_eq!(&buf[..], b"par");
+    }
+
+    #[test]
+    fn large_buffers_are_not_kept() {
+        SPARE.with(Cell::take);
+        give_back(BytesMut::with_capacity(MAX_SPARE * 2));
+        assert!(SPARE.with(Cell::take).is_none());
+        give_back(BytesMut::with_capacity(READ_CHUNK));
+        assert!(SPARE.with(Cell::take).is_some());
     }
 }

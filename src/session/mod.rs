@@ -76,34 +76,42 @@ impl SessionContext {
 }
 
 /// Serves one accepted client connection to its end.
+///
+/// The `client` span (peer, user, database) covers the login only: a span lives in the log
+/// subscriber for as long as it is open, and idle clients are the many. Once logged in, a
+/// session is known by its `client` id (the process id in its BackendKeyData), which the login
+/// records in the span and the session's own events carry.
 pub async fn run_client(tcp: TcpStream, peer: SocketAddr, ctx: Arc<SessionContext>) {
-    let span = tracing::info_span!("client", %peer, user = tracing::field::Empty, database = tracing::field::Empty);
-    async move {
-        // The login timeout bounds what the client controls (TLS, startup, password); the
-        // first backend checkout in `welcome` has its own bounds and errors.
-        // Each phase is boxed: the task then holds only the state of the phase it is in, and
-        // an idle client (the common case, by the thousand) does not carry the TLS handshake's
-        // and login's state for its whole life.
-        let login_timeout = ctx.config.limits.login_timeout;
-        let login = Box::pin(tokio::time::timeout(login_timeout, open_session(tcp, &ctx)));
-        let (stream, startup, pool) = match login.await {
-            Ok(Some(logged_in)) => logged_in,
-            Ok(None) => return,
-            Err(_) => {
-                ctx.metrics.client_rejected(RejectReason::LoginTimeout);
-                tracing::info!("login timeout");
-                return;
-            }
-        };
-        // Nothing but the box lives across the long await, so the task stays small.
-        let session = match Box::pin(welcome(stream, startup, pool, &ctx)).await {
-            Some(relay) => Box::pin(relay.run()),
-            None => return,
-        };
-        session.await;
-    }
-    .instrument(span)
-    .await
+    let span = tracing::info_span!(
+        "client",
+        %peer,
+        user = tracing::field::Empty,
+        database = tracing::field::Empty,
+        client = tracing::field::Empty,
+    );
+    // The login timeout bounds what the client controls (TLS, startup, password); the
+    // first backend checkout in `welcome` has its own bounds and errors.
+    // Each phase is boxed: the task then holds only the state of the phase it is in, and
+    // an idle client (the common case, by the thousand) does not carry the TLS handshake's
+    // and login's state for its whole life.
+    let login_timeout = ctx.config.limits.login_timeout;
+    let login = tokio::time::timeout(login_timeout, open_session(tcp, &ctx));
+    let (stream, startup, pool) = match Box::pin(login.instrument(span.clone())).await {
+        Ok(Some(logged_in)) => logged_in,
+        Ok(None) => return,
+        Err(_) => {
+            ctx.metrics.client_rejected(RejectReason::LoginTimeout);
+            span.in_scope(|| tracing::info!("login timeout"));
+            return;
+        }
+    };
+    // Nothing but the box lives across the long await, so the task stays small; the span
+    // closes with the welcome.
+    let session = match Box::pin(welcome(stream, startup, pool, &ctx).instrument(span)).await {
+        Some(relay) => Box::pin(relay.run()),
+        None => return,
+    };
+    session.await;
 }
 
 /// A client that passed authentication, with the pool it is routed to.
@@ -198,6 +206,8 @@ async fn welcome(
     messages::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await.ok()?;
     ctx.metrics.login(LoginResult::Ok);
+    let client = cancel.key().process_id;
+    tracing::Span::current().record("client", client);
     tracing::debug!("client logged in");
     Some(Relay {
         ctx: Arc::clone(ctx),
@@ -215,6 +225,9 @@ async fn welcome(
             ctx.config.pooling.max_prepared_statements_per_client,
         ),
         pins: Vec::new(),
+        shutdown: ctx.shutdown.clone(),
+        close_all: ctx.close_all.clone(),
+        timer: None,
     })
 }
 

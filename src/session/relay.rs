@@ -13,8 +13,11 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Sleep;
+use tracing::Instrument;
 
-use super::buffers::reserve;
+use super::buffers::{read_client, reserve};
 use super::expect::{Request, Route};
 use super::held::{Action, Held};
 use super::params::ClientParams;
@@ -29,7 +32,7 @@ use crate::pool::BackendPool;
 use crate::protocol::frame::FrameScanner;
 use crate::protocol::messages;
 use crate::protocol::sqlstate;
-use crate::stream::ClientStream;
+use crate::stream::{ClientStream, MaybeTls};
 
 /// Why the relay loop ended.
 #[derive(Debug)]
@@ -75,6 +78,13 @@ pub struct Relay {
     pub(super) pins: Vec<PinReason>,
     pub(super) bytes_in: u64,
     pub(super) bytes_out: u64,
+    /// This session's view of [`SessionContext::shutdown`]: kept, not cloned per wait.
+    pub(super) shutdown: watch::Receiver<bool>,
+    /// This session's view of [`SessionContext::close_all`].
+    pub(super) close_all: watch::Receiver<bool>,
+    /// The idle timer, boxed and made on first use: by default no timeout applies, and an
+    /// idle client then carries no room for one.
+    pub(super) timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Relay {
@@ -84,7 +94,26 @@ impl Relay {
         let exit = self.relay_loop().await;
         // The end of a session is rare and its state large: boxed, so the relay future that
         // every idle client carries does not reserve room for it.
-        Box::pin(self.finish(exit)).await;
+        Box::pin(self.finish(exit).instrument(self.end_span())).await;
+    }
+
+    /// The context of the session's last events (no span lives while it runs: see
+    /// [`super::run_client`]): its `client` id, peer (if the socket still knows it), database.
+    fn end_span(&self) -> tracing::Span {
+        let tcp = match &self.client {
+            MaybeTls::Plain(tcp) => tcp,
+            MaybeTls::Tls(tls) => tls.get_ref().0,
+        };
+        let span = tracing::info_span!(
+            "client",
+            client = self.cancel.key().process_id,
+            peer = tracing::field::Empty,
+            database = %self.pool.database,
+        );
+        if let Ok(peer) = tcp.peer_addr() {
+            span.record("peer", tracing::field::display(peer));
+        }
+        span
     }
 
     /// Tells the client why it ends (if it is still there) and returns or discards the backend.
@@ -119,12 +148,6 @@ impl Relay {
             }
         }
         loop {
-            if self.held.is_none() && self.client_buf.is_empty() {
-                // Idle clients are the many: keep their buffer small until data flows.
-                self.client_buf.reserve(IDLE_READ_BUFFER);
-            } else {
-                reserve(&mut self.client_buf);
-            }
             let exit = match self.next_event().await {
                 Event::Client(Ok(0)) => Some(Exit::ClientGone),
                 Event::Client(Ok(n)) => {
@@ -156,7 +179,7 @@ impl Relay {
             }
             self.release_if_idle();
             let idle = self.held.as_deref().is_none_or(Held::is_idle);
-            if idle && *self.ctx.shutdown.borrow() || *self.ctx.close_all.borrow() {
+            if idle && *self.shutdown.borrow() || *self.close_all.borrow() {
                 return fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down");
             }
         }
@@ -187,25 +210,21 @@ impl Relay {
     }
 
     async fn next_event(&mut self) -> Event {
-        let timeout = self.timeout();
-        let timer = async move {
-            match timeout {
-                Some((duration, event)) => {
-                    tokio::time::sleep(duration).await;
-                    event()
-                }
-                None => std::future::pending().await,
-            }
+        let (timed, on_timeout) = match self.timeout() {
+            Some((duration, event)) => (arm(&mut self.timer, duration), event),
+            None => (false, (|| Event::IdleTimeout) as fn() -> Event),
         };
         let Relay {
             client,
             client_buf,
             held,
-            ctx,
             cancel,
             pool,
             pins,
             client_scan,
+            shutdown,
+            close_all,
+            timer,
             ..
         } = self;
         // Only a transaction-mode session that kept an idle backend because of a cancel in
@@ -215,8 +234,6 @@ impl Relay {
             && pins.is_empty()
             && client_scan.at_boundary()
             && held.as_deref().is_some_and(Held::is_idle);
-        let mut shutdown = ctx.shutdown.clone();
-        let mut close_all = ctx.close_all.clone();
         match held {
             Some(held) => {
                 // A session holding an idle backend (session mode, pinned) ends at shutdown;
@@ -225,17 +242,17 @@ impl Relay {
                 let conn = held.conn();
                 reserve(&mut conn.read_buf);
                 tokio::select! {
-                    r = client.read_buf(client_buf) => Event::Client(r),
+                    r = read_client(client, client_buf) => Event::Client(r),
                     r = conn.stream.read_buf(&mut conn.read_buf) => Event::Server(r),
-                    event = timer => event,
+                    () = expiry(timer), if timed => on_timeout(),
                     _ = shutdown.changed(), if idle => Event::Shutdown,
                     _ = close_all.changed() => Event::Shutdown,
-                    () = cancel.cancels_settled(), if waits_for_cancel => Event::CancelsSettled,
+                    () = cancels_settled(cancel, waits_for_cancel) => Event::CancelsSettled,
                 }
             }
             None => tokio::select! {
-                r = client.read_buf(client_buf) => Event::Client(r),
-                event = timer => event,
+                r = read_client(client, client_buf) => Event::Client(r),
+                () = expiry(timer), if timed => on_timeout(),
                 _ = shutdown.changed() => Event::Shutdown,
             },
         }
@@ -378,9 +395,6 @@ impl Relay {
             drop(held);
             self.gauge.set(ClientState::Idle);
             self.flush_byte_counts();
-            if self.client_buf.is_empty() {
-                self.client_buf = BytesMut::new();
-            }
         }
     }
 
@@ -415,6 +429,37 @@ impl Relay {
     }
 }
 
+/// Sets the session's timer to fire `duration` from now, making it on first use; false (not
+/// armed) when that moment is beyond what the clock can represent, as it then never comes.
+fn arm(timer: &mut Option<Pin<Box<Sleep>>>, duration: Duration) -> bool {
+    let Some(deadline) = tokio::time::Instant::now().checked_add(duration) else {
+        return false;
+    };
+    match timer {
+        Some(sleep) => sleep.as_mut().reset(deadline),
+        None => *timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+    }
+    true
+}
+
+/// Resolves when the armed timer fires (never if there is none).
+async fn expiry(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once cancels this session waits for have landed; never when it waits for none.
+/// Boxed when needed: that wait is rare, and every idle client would carry room for it.
+async fn cancels_settled(cancel: &CancelSlot, waits: bool) {
+    if waits {
+        Box::pin(cancel.cancels_settled()).await
+    } else {
+        std::future::pending().await
+    }
+}
+
 /// Ends the session with a FATAL error.
 pub(super) fn fatal(sqlstate: &'static str, message: &str) -> Exit {
     Exit::Fatal {
@@ -425,9 +470,6 @@ pub(super) fn fatal(sqlstate: &'static str, message: &str) -> Exit {
 
 /// How long a client gets to take its final error message.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Read buffer of an idle client: most next requests fit; larger ones grow it.
-const IDLE_READ_BUFFER: usize = 512;
 
 /// Messages start streaming to the backend once this much of them arrived.
 const STREAM_AFTER: usize = 64 * 1024;
@@ -473,3 +515,4 @@ async fn write_or_read<S: AsyncRead + AsyncWrite + Unpin>(
     })
     .await
 }
+

@@ -61,7 +61,9 @@ fn provider() -> Arc<CryptoProvider> {
 /// implement and is no weaker in practice; the other suites remain for clients without it.
 fn server_provider() -> Arc<CryptoProvider> {
     let mut provider = rustls::crypto::ring::default_provider();
-    provider.cipher_suites.sort_by_key(|suite| !is_aes_128_gcm(suite.suite()));
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| !is_aes_128_gcm(suite.suite()));
     Arc::new(provider)
 }
 

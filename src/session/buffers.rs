@@ -97,12 +97,18 @@ mod tests {
         let first = buf.as_ptr();
         buf.advance(5);
         // Nothing to read: the empty buffer goes to the spare slot while the read waits.
-        let waiting = std::future::poll_fn(|cx| Poll::Ready(poll_read_client(cx, &mut proxy, &mut buf))).await;
+        let waiting =
+            std::future::poll_fn(|cx| Poll::Ready(poll_read_client(cx, &mut proxy, &mut buf)))
+                .await;
         assert!(waiting.is_pending());
         assert_eq!(buf.capacity(), 0, "a waiting client holds no buffer");
         client.write_all(b"again").await.unwrap();
         assert_eq!(read_client(&mut proxy, &mut buf).await.unwrap(), 5);
-        assert_eq!(buf.as_ptr(), first, "the spare buffer is reused, not reallocated");
+        assert_eq!(
+            buf.as_ptr(),
+            first,
+            "the spare buffer is reused, not reallocated"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -111,7 +117,9 @@ mod tests {
         let mut buf = BytesMut::new();
         client.write_all(b"par").await.unwrap();
         assert_eq!(read_client(&mut proxy, &mut buf).await.unwrap(), 3);
-        let waiting = std::future::poll_fn(|cx| Poll::Ready(poll_read_client(cx, &mut proxy, &mut buf))).await;
+        let waiting =
+            std::future::poll_fn(|cx| Poll::Ready(poll_read_client(cx, &mut proxy, &mut buf)))
+                .await;
         assert!(waiting.is_pending());
         assert_eq!(&buf[..], b"par");
     }

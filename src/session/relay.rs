@@ -94,7 +94,8 @@ impl Relay {
         let exit = self.relay_loop().await;
         // The end of a session is rare and its state large: boxed, so the relay future that
         // every idle client carries does not reserve room for it.
-        Box::pin(self.finish(exit).instrument(self.end_span())).await;
+        let span = self.end_span();
+        Box::pin(self.finish(exit).instrument(span)).await;
     }
 
     /// The context of the session's last events (no span lives while it runs: see
@@ -515,4 +516,3 @@ async fn write_or_read<S: AsyncRead + AsyncWrite + Unpin>(
     })
     .await
 }
-

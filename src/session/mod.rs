@@ -108,7 +108,7 @@ pub async fn run_client(tcp: TcpStream, peer: SocketAddr, ctx: Arc<SessionContex
     // Nothing but the box lives across the long await, so the task stays small; the span
     // closes with the welcome.
     let session = match Box::pin(welcome(stream, startup, pool, &ctx).instrument(span)).await {
-        Some(relay) => Box::pin(relay.run()),
+        Some(relay) => Box::pin(Box::new(relay).run()),
         None => return,
     };
     session.await;

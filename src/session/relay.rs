@@ -89,8 +89,9 @@ pub struct Relay {
 
 impl Relay {
     /// Runs the session to its end and returns any borrowed backend to the pool (clean) or
-    /// discards it.
-    pub async fn run(mut self) {
+    /// discards it. The relay comes boxed: a future keeps its by-value arguments twice (as
+    /// argument and as local), which for every idle client would be a second `Relay`.
+    pub async fn run(mut self: Box<Self>) {
         let exit = self.relay_loop().await;
         // The end of a session is rare and its state large: boxed, so the relay future that
         // every idle client carries does not reserve room for it.
@@ -142,6 +143,9 @@ impl Relay {
         }
     }
 
+    /// Alternates between waiting without a backend and serving with one. Idle clients are the
+    /// many, so their wait is a small future of its own; the serving state (checkout, writes,
+    /// replies: several times larger) lives in a box only while the client is active.
     async fn relay_loop(&mut self) -> Exit {
         if self.pool.mode == PoolMode::Session {
             if let Err(exit) = Box::pin(self.checkout()).await {
@@ -149,40 +153,59 @@ impl Relay {
             }
         }
         loop {
-            let exit = match self.next_event().await {
-                Event::Client(Ok(0)) => Some(Exit::ClientGone),
-                Event::Client(Ok(n)) => {
-                    self.bytes_in += n as u64;
-                    self.on_client_data().await.err()
-                }
-                Event::Server(Ok(0)) => {
-                    Some(self.backend_lost("the backend closed the connection"))
-                }
-                Event::Server(Ok(_)) => self.on_server_data().await.err(),
-                Event::Client(Err(_)) => Some(Exit::ClientGone),
-                Event::Server(Err(e)) => Some(self.backend_lost(&e.to_string())),
-                Event::IdleTimeout => Some(fatal(
-                    sqlstate::IDLE_SESSION_TIMEOUT,
-                    "terminating connection due to idle-session timeout",
-                )),
-                Event::IdleInTransactionTimeout => Some(fatal(
-                    sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
-                    "terminating connection due to idle-in-transaction timeout",
-                )),
-                Event::Shutdown => {
-                    Some(fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down"))
-                }
-                // Nothing to do here: the release check below runs after every event.
-                Event::CancelsSettled => None,
+            let first = match self.held {
+                None => Some(self.next_idle_event().await),
+                Some(_) => None,
             };
-            if let Some(exit) = exit {
+            if let Some(exit) = Box::pin(self.serve(first)).await {
                 return exit;
+            }
+        }
+    }
+
+    /// Handles `first` (if any), then every event until no backend is held any more or the
+    /// session ends (`Some`).
+    async fn serve(&mut self, mut first: Option<Event>) -> Option<Exit> {
+        loop {
+            let event = match first.take() {
+                Some(event) => event,
+                None if self.held.is_none() => return None,
+                None => self.next_event().await,
+            };
+            if let Some(exit) = self.on_event(event).await {
+                return Some(exit);
             }
             self.release_if_idle();
             let idle = self.held.as_deref().is_none_or(Held::is_idle);
             if idle && *self.shutdown.borrow() || *self.close_all.borrow() {
-                return fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down");
+                return Some(fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down"));
             }
+        }
+    }
+
+    /// Acts on one event; `Some` ends the session.
+    async fn on_event(&mut self, event: Event) -> Option<Exit> {
+        match event {
+            Event::Client(Ok(0)) => Some(Exit::ClientGone),
+            Event::Client(Ok(n)) => {
+                self.bytes_in += n as u64;
+                self.on_client_data().await.err()
+            }
+            Event::Server(Ok(0)) => Some(self.backend_lost("the backend closed the connection")),
+            Event::Server(Ok(_)) => self.on_server_data().await.err(),
+            Event::Client(Err(_)) => Some(Exit::ClientGone),
+            Event::Server(Err(e)) => Some(self.backend_lost(&e.to_string())),
+            Event::IdleTimeout => Some(fatal(
+                sqlstate::IDLE_SESSION_TIMEOUT,
+                "terminating connection due to idle-session timeout",
+            )),
+            Event::IdleInTransactionTimeout => Some(fatal(
+                sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
+                "terminating connection due to idle-in-transaction timeout",
+            )),
+            Event::Shutdown => Some(fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down")),
+            // Nothing to do here: the release check after every event does it.
+            Event::CancelsSettled => None,
         }
     }
 
@@ -210,15 +233,39 @@ impl Relay {
         (!duration.is_zero()).then_some((duration, event))
     }
 
-    async fn next_event(&mut self) -> Event {
-        let (timed, on_timeout) = match self.timeout() {
+    /// Starts the timer of the timeout that applies now (see [`Self::timeout`]): whether one
+    /// is armed, and the event it fires.
+    fn arm_timeout(&mut self) -> (bool, fn() -> Event) {
+        match self.timeout() {
             Some((duration, event)) => (arm(&mut self.timer, duration), event),
-            None => (false, (|| Event::IdleTimeout) as fn() -> Event),
-        };
+            None => (false, || Event::IdleTimeout),
+        }
+    }
+
+    /// The next event of a client without a backend: data, the idle timeout, or shutdown.
+    async fn next_idle_event(&mut self) -> Event {
+        let (timed, on_timeout) = self.arm_timeout();
         let Relay {
             client,
             client_buf,
-            held,
+            shutdown,
+            timer,
+            ..
+        } = self;
+        tokio::select! {
+            r = read_client(client, client_buf) => Event::Client(r),
+            () = expiry(timer), if timed => on_timeout(),
+            _ = shutdown.changed() => Event::Shutdown,
+        }
+    }
+
+    /// The next event of a client holding a backend.
+    async fn next_event(&mut self) -> Event {
+        let (timed, on_timeout) = self.arm_timeout();
+        let Relay {
+            client,
+            client_buf,
+            held: Some(held),
             cancel,
             pool,
             pins,
@@ -227,35 +274,31 @@ impl Relay {
             close_all,
             timer,
             ..
-        } = self;
+        } = self
+        else {
+            // `serve` waits here only with a backend; an event that changes nothing sends it
+            // back to the idle wait otherwise.
+            return Event::CancelsSettled;
+        };
         // Only a transaction-mode session that kept an idle backend because of a cancel in
         // flight waits for that cancel.
         // (These are exactly `release_if_idle`'s conditions but the cancel, so this never spins.)
+        let idle = held.is_idle();
         let waits_for_cancel = pool.mode == PoolMode::Transaction
             && pins.is_empty()
             && client_scan.at_boundary()
-            && held.as_deref().is_some_and(Held::is_idle);
-        match held {
-            Some(held) => {
-                // A session holding an idle backend (session mode, pinned) ends at shutdown;
-                // one inside a transaction gets until `shutdown_timeout`.
-                let idle = held.is_idle();
-                let conn = held.conn();
-                reserve(&mut conn.read_buf);
-                tokio::select! {
-                    r = read_client(client, client_buf) => Event::Client(r),
-                    r = conn.stream.read_buf(&mut conn.read_buf) => Event::Server(r),
-                    () = expiry(timer), if timed => on_timeout(),
-                    _ = shutdown.changed(), if idle => Event::Shutdown,
-                    _ = close_all.changed() => Event::Shutdown,
-                    () = cancels_settled(cancel, waits_for_cancel) => Event::CancelsSettled,
-                }
-            }
-            None => tokio::select! {
-                r = read_client(client, client_buf) => Event::Client(r),
-                () = expiry(timer), if timed => on_timeout(),
-                _ = shutdown.changed() => Event::Shutdown,
-            },
+            && idle;
+        // A session holding an idle backend (session mode, pinned) ends at shutdown; one
+        // inside a transaction gets until `shutdown_timeout`.
+        let conn = held.conn();
+        reserve(&mut conn.read_buf);
+        tokio::select! {
+            r = read_client(client, client_buf) => Event::Client(r),
+            r = conn.stream.read_buf(&mut conn.read_buf) => Event::Server(r),
+            () = expiry(timer), if timed => on_timeout(),
+            _ = shutdown.changed(), if idle => Event::Shutdown,
+            _ = close_all.changed() => Event::Shutdown,
+            () = cancels_settled(cancel, waits_for_cancel) => Event::CancelsSettled,
         }
     }
 
@@ -515,4 +558,28 @@ async fn write_or_read<S: AsyncRead + AsyncWrite + Unpin>(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<A, F: std::future::Future>(_: impl FnOnce(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Thousands of idle clients each keep one `Relay` and one waiting `run` future: a change
+    /// that pulls the serving state (or a second `Relay`) into that future shows up here.
+    #[test]
+    fn an_idle_session_stays_small() {
+        let relay = std::mem::size_of::<Relay>();
+        let waiting = future_size(Relay::run);
+        let serving = future_size(|r: &mut Relay| r.serve(None));
+        assert!(relay <= 512, "Relay is {relay} bytes");
+        assert!(waiting <= 384, "the idle wait is {waiting} bytes");
+        assert!(
+            serving > waiting,
+            "serving ({serving} B) is boxed apart from the idle wait"
+        );
+    }
 }

@@ -116,6 +116,7 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
         params,
         pool,
         ctx,
+        cancel,
         ..
     } = relay;
     let Some(held) = held.as_mut() else {
@@ -165,7 +166,14 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
                 (None, false) => {
                     // pgferry's own statement (aligning session settings) failed: the client
                     // is told, and the backend's record no longer claims the settings.
-                    tracing::warn!(sqlstate = %fields.sqlstate, message = %fields.message, "statement injected by pgferry failed");
+                    tracing::warn!(
+                        client = cancel.key().process_id,
+                        user = %pool.user,
+                        database = %pool.database,
+                        sqlstate = %fields.sqlstate,
+                        message = %fields.message,
+                        "statement injected by pgferry failed"
+                    );
                     held.conn().applied.clear();
                     let mut notice = BytesMut::new();
                     let text = format!(

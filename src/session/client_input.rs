@@ -281,6 +281,9 @@ impl Relay {
         self.pool.metrics.pinned(reason.as_str());
         self.ctx.metrics.pinned_session(reason.as_str(), 1);
         tracing::info!(
+            client = self.cancel.key().process_id,
+            user = %self.pool.user,
+            database = %self.pool.database,
             reason = reason.as_str(),
             "session pinned to its backend connection"
         );

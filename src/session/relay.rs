@@ -100,7 +100,8 @@ impl Relay {
     }
 
     /// The context of the session's last events (no span lives while it runs: see
-    /// [`super::run_client`]): its `client` id, peer (if the socket still knows it), database.
+    /// [`super::run_client`]): its `client` id, user, database, and peer (unless the socket no
+    /// longer knows it, e.g. after a reset by the client).
     fn end_span(&self) -> tracing::Span {
         let tcp = match &self.client {
             MaybeTls::Plain(tcp) => tcp,
@@ -110,6 +111,7 @@ impl Relay {
             "client",
             client = self.cancel.key().process_id,
             peer = tracing::field::Empty,
+            user = %self.pool.user,
             database = %self.pool.database,
         );
         if let Ok(peer) = tcp.peer_addr() {

@@ -81,8 +81,10 @@ run_one() {
   out="$STATE/out/$id-$target.txt"
   pid=$(pooler_pid "$target")
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  # Plain TCP unless the scenario's ENV says otherwise: both poolers also accept TLS, and
+  # libpq's default (sslmode=prefer) would silently encrypt every pooler run but not direct ones.
   # shellcheck disable=SC2086 # ARGS and ENV are word lists on purpose
-  env $env PGPASSWORD=$APP_PASSWORD "$(pg_tool pgbench)" -n -T "$DURATION" $args \
+  env PGSSLMODE=disable $env PGPASSWORD=$APP_PASSWORD "$(pg_tool pgbench)" -n -T "$DURATION" $args \
     -h 127.0.0.1 -p "${PORT[$target]}" -U app app >"$out" 2>&1 || status=$?
   [[ $id == connect* ]] && record_cpu "$id" "$target" "$before" "$out"
   failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")

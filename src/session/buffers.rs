@@ -87,6 +87,14 @@ mod tests {
 
     use super::*;
 
+    /// One poll of a client read, whatever its outcome.
+    async fn poll_once<R: AsyncRead + Unpin>(
+        client: &mut R,
+        buf: &mut BytesMut,
+    ) -> Poll<std::io::Result<usize>> {
+        std::future::poll_fn(|cx| Poll::Ready(poll_read_client(cx, client, buf))).await
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_waiting_reader_holds_no_buffer_and_reuses_the_spare() {
         let (mut client, mut proxy) = tokio::io::duplex(64);
@@ -97,9 +105,7 @@ mod tests {
         let first = buf.as_ptr();
         buf.advance(5);
         // Nothing to read: the empty buffer goes to the spare slot while the read waits.
-        let waiting =
-            std::future::poll_fn(|cx| Poll::Ready(poll_read_client(cx, &mut proxy, &mut buf)))
-                .await;
+        let waiting = poll_once(&mut proxy, &mut buf).await;
         assert!(waiting.is_pending());
         assert_eq!(buf.capacity(), 0, "a waiting client holds no buffer");
         client.write_all(b"again").await.unwrap();
@@ -117,9 +123,7 @@ mod tests {
         let mut buf = BytesMut::new();
         client.write_all(b"par").await.unwrap();
         assert_eq!(read_client(&mut proxy, &mut buf).await.unwrap(), 3);
-        let waiting =
-            std::future::poll_fn(|cx| Poll::Ready(poll_read_client(cx, &mut proxy, &mut buf)))
-                .await;
+        let waiting = poll_once(&mut proxy, &mut buf).await;
         assert!(waiting.is_pending());
         assert_eq!(&buf[..], b"par");
     }

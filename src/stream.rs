@@ -85,6 +85,18 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
 /// The client-facing stream type.
 pub type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
 
+impl ClientStream {
+    /// The client's socket under any TLS layer: for its peer address in log lines, which
+    /// pgferry asks the kernel for only when a line needs it (a copy per client would cost
+    /// memory for every idle client).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            MaybeTls::Plain(tcp) => tcp,
+            MaybeTls::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
 /// Applies the socket options both sides need: no Nagle delay (latency per round trip matters
 /// more than packet count) and TCP keepalive, so sockets of frozen Lambda containers and dead
 /// backends are eventually noticed.

@@ -185,16 +185,16 @@ mod tests {
     fn alignment_holds_until_a_version_or_the_settings_change() {
         let mut params = map(&[("TimeZone", "UTC")]);
         let applied = VersionedMap::default();
-        let settings: Arc<str> = Arc::from("7:pgbench");
+        let settings: Arc<str> = Arc::from("+pgbench\0");
         let mut aligned = Alignment::default();
         assert!(!aligned.holds(&settings, &params, &applied));
         aligned.record(true, &settings, &params, &applied);
         assert!(aligned.holds(&settings, &params, &applied));
         assert!(
-            aligned.holds(&Arc::from("7:pgbench"), &params, &applied),
+            aligned.holds(&Arc::from("+pgbench\0"), &params, &applied),
             "another client with the same settings"
         );
-        assert!(!aligned.holds(&Arc::from("4:psql"), &params, &applied));
+        assert!(!aligned.holds(&Arc::from("+psql\0"), &params, &applied));
         params.insert("TimeZone".into(), "Asia/Tokyo".into());
         assert!(!aligned.holds(&settings, &params, &applied));
         aligned.record(false, &settings, &params, &applied);

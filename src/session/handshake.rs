@@ -194,7 +194,8 @@ pub async fn refuse(
     code: &str,
     message: &str,
 ) -> Opened {
-    tracing::info!(sqlstate = code, message, "refusing client");
+    let peer = stream.tcp().peer_addr().ok();
+    tracing::info!(peer = ?peer, sqlstate = code, message, "refusing client");
     send_fatal(stream, ctx, code, message).await;
     Opened::Closed
 }

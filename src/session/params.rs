@@ -16,7 +16,6 @@
 //! with the same settings skips it while the backend's record has not changed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
 use std::sync::Arc;
 
 use crate::protocol::startup::StartupParams;
@@ -36,6 +35,9 @@ const SESSION_REPORTED: &[&str] = &[
 
 /// Startup parameters that are not settings.
 const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
+
+/// Room for a typical settings key (a few reported values, no SETs) without regrowing.
+const KEY_CAPACITY: usize = 128;
 
 /// Desired session settings of one client.
 #[derive(Debug, Clone)]
@@ -80,13 +82,16 @@ impl ClientParams {
         params
     }
 
-    /// Recomputes `key` after a change. Each field is `-` (absent) or `<byte length>:<text>`,
-    /// so distinct settings never share an encoding.
+    /// Recomputes `key` after a change. Each field is `-` (absent) or `+<text>\0`: protocol
+    /// strings cannot contain NUL (every one is NUL-terminated on the wire, and so is all SQL
+    /// text the statements come from), so distinct settings never share an encoding.
     fn refresh_key(&mut self) {
-        let mut key = String::new();
+        let mut key = String::with_capacity(KEY_CAPACITY);
         let mut field = |text: Option<&str>| match text {
             Some(text) => {
-                let _ = write!(key, "{}:{text}", text.len());
+                key.push('+');
+                key.push_str(text);
+                key.push('\0');
             }
             None => key.push('-'),
         };
@@ -177,6 +182,12 @@ impl ClientParams {
     pub fn reset_all(&mut self) {
         self.other = self.initial_other.clone();
         self.refresh_key();
+    }
+
+    /// The client's own value of reported parameter `name`, if it differs from the pool's
+    /// baseline (which the caller already holds).
+    pub fn overridden(&self, name: &str) -> Option<&str> {
+        self.overrides.get(name).map(String::as_str)
     }
 
     /// What the client believes a reported parameter is (reported to it at login).

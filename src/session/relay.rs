@@ -32,7 +32,7 @@ use crate::pool::BackendPool;
 use crate::protocol::frame::FrameScanner;
 use crate::protocol::messages;
 use crate::protocol::sqlstate;
-use crate::stream::{ClientStream, MaybeTls};
+use crate::stream::ClientStream;
 
 /// Why the relay loop ended.
 #[derive(Debug)]
@@ -103,19 +103,17 @@ impl Relay {
     /// [`super::run_client`]): its `client` id, user, database, and peer (unless the socket no
     /// longer knows it, e.g. after a reset by the client).
     fn end_span(&self) -> tracing::Span {
-        let tcp = match &self.client {
-            MaybeTls::Plain(tcp) => tcp,
-            MaybeTls::Tls(tls) => tls.get_ref().0,
-        };
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "client",
             client = self.cancel.key().process_id,
             peer = tracing::field::Empty,
             user = %self.pool.user,
             database = %self.pool.database,
         );
-        if let Ok(peer) = tcp.peer_addr() {
-            span.record("peer", tracing::field::display(peer));
+        if !span.is_disabled() {
+            if let Ok(peer) = self.client.tcp().peer_addr() {
+                span.record("peer", tracing::field::display(peer));
+            }
         }
         span
     }

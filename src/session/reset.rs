@@ -49,7 +49,7 @@ pub async fn salvage(
         Ok(Ok(true)) => held.conn().mark_clean(),
         Ok(Ok(false)) => discard(&mut held, pool, "broken"),
         Ok(Err(error)) => {
-            tracing::info!(%error, "backend connection could not be reset");
+            tracing::info!(database = %pool.database, %error, "backend connection could not be reset");
             discard(&mut held, pool, "reset_failed");
         }
         Err(_) => discard(&mut held, pool, "reset_timeout"),

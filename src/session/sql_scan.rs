@@ -20,6 +20,8 @@
 mod fast_path_tests;
 mod lexer;
 mod prefilter;
+#[cfg(test)]
+mod random_text;
 mod set;
 #[cfg(test)]
 mod tests;

@@ -127,21 +127,8 @@ mod tests {
 
     #[test]
     fn agrees_with_a_naive_search_on_random_text() {
-        use rand::{Rng, SeedableRng};
         const ALPHABET: &[u8] = b"advisoryset_configtemplistenholdpreparloaddiscrdeallocclose";
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        for _ in 0..20_000 {
-            let len = rng.random_range(0..40);
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    let b = ALPHABET[rng.random_range(0..ALPHABET.len())];
-                    match rng.random_range(0..10) {
-                        0 => rng.random(),
-                        1..=3 => b.to_ascii_uppercase(),
-                        _ => b,
-                    }
-                })
-                .collect();
+        for bytes in super::super::random_text::random_texts(11, ALPHABET, 40, 20_000) {
             assert_eq!(find(&bytes), naive(&bytes), "{bytes:?}");
         }
     }

@@ -424,17 +424,8 @@ fn large_statements() {
 
 #[test]
 fn random_bytes_never_panic() {
-    use rand::{Rng, SeedableRng};
     const ALPHABET: &[u8] = b"'\"$;-*/\\eE() \n=,.LISTENsetpg_advisory_lock";
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    for _ in 0..20_000 {
-        let len = rng.random_range(0..64);
-        let bytes: Vec<u8> = (0..len)
-            .map(|_| match rng.random_bool(0.8) {
-                true => ALPHABET[rng.random_range(0..ALPHABET.len())],
-                false => rng.random(),
-            })
-            .collect();
+    for bytes in super::random_text::random_texts(7, ALPHABET, 64, 20_000) {
         let _ = scan(&bytes);
     }
 }

@@ -181,13 +181,8 @@ if ensure_pgbouncer; then HAVE_PGBOUNCER=1; else log "PgBouncer not installed: s
 log "building pgferry (release)"
 cargo build --release --quiet
 
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-STATE=$(mktemp -d "${TMPDIR:-/tmp}/pgferry-bench.XXXXXX")
-chmod 755 "$STATE"
+begin_throwaway bench
 mkdir "$STATE/out"
-SUPER_PASSWORD=$(openssl rand -hex 16)
-APP_PASSWORD=$(openssl rand -hex 16)
 
 machine_info
 printf 'run:      %s s per pgbench run, pool size %s, transaction pooling, SCRAM auth\n' \

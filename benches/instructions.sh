@@ -118,12 +118,7 @@ command -v openssl >/dev/null || apt_install openssl
 log "building pgferry (release)"
 cargo build --release --quiet
 
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-STATE=$(mktemp -d "${TMPDIR:-/tmp}/pgferry-instr.XXXXXX")
-chmod 755 "$STATE"
-SUPER_PASSWORD=$(openssl rand -hex 16)
-APP_PASSWORD=$(openssl rand -hex 16)
+begin_throwaway instr
 
 init_bench_cluster
 start_bench_cluster

@@ -144,13 +144,8 @@ command -v openssl >/dev/null || apt_install openssl
 log "building pgferry (release)"
 cargo build --release --quiet
 
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 raise_fd_limit
-STATE=$(mktemp -d "${TMPDIR:-/tmp}/pgferry-scale.XXXXXX")
-chmod 755 "$STATE"
-SUPER_PASSWORD=$(openssl rand -hex 16)
-APP_PASSWORD=$(openssl rand -hex 16)
+begin_throwaway scale
 
 machine_info
 printf 'run:      pool size %s, transaction pooling, SCRAM auth, ulimit -n %s\n' \

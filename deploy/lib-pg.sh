@@ -116,6 +116,18 @@ free_port() {
   return 1
 }
 
+# begin_throwaway NAME: the start of every script that runs a throwaway cluster. Installs the
+# script's `cleanup` for exit and interrupts, creates $STATE (traversable by the postgres user)
+# and random passwords for the superuser and the `app` role.
+begin_throwaway() {
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  STATE=$(mktemp -d "${TMPDIR:-/tmp}/pgferry-$1.XXXXXX")
+  chmod 755 "$STATE"
+  SUPER_PASSWORD=$(openssl rand -hex 16)
+  APP_PASSWORD=$(openssl rand -hex 16)
+}
+
 # init_cluster [CONF_LINE...]: a throwaway cluster in $STATE/data for the superuser `postgres`
 # with password $SUPER_PASSWORD, SCRAM for everything, loopback only; extra postgresql.conf
 # lines may be given.

@@ -45,12 +45,7 @@ command -v openssl >/dev/null || apt_install openssl
 log "building pgferry (release)"
 cargo build --release
 
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-STATE=$(mktemp -d "${TMPDIR:-/tmp}/pgferry-quickstart.XXXXXX")
-chmod 755 "$STATE"
-SUPER_PASSWORD=$(openssl rand -hex 16)
-APP_PASSWORD=$(openssl rand -hex 16)
+begin_throwaway quickstart
 
 log "creating a throwaway PostgreSQL cluster in $STATE"
 init_cluster

@@ -64,7 +64,7 @@ async fn direct_tls(tcp: TcpStream, ctx: &SessionContext) -> Opened {
     if !alpn_is_postgresql(&stream) {
         let msg =
             "received direct SSL connection request without ALPN protocol negotiation extension";
-        return refuse(&mut stream, ctx, sqlstate::PROTOCOL_VIOLATION, msg).await;
+        return refuse(&mut stream, ctx, None, sqlstate::PROTOCOL_VIOLATION, msg).await;
     }
     negotiate(stream, ctx).await
 }
@@ -125,7 +125,14 @@ async fn admit(mut stream: ClientStream, params: StartupParams, ctx: &SessionCon
     if ctx.tls_mode() == ClientTlsMode::Require && !stream.is_tls() {
         ctx.metrics.client_rejected(RejectReason::TlsRequired);
         let msg = "pgferry requires TLS: connect with sslmode=require (or verify-ca/verify-full)";
-        return refuse(&mut stream, ctx, sqlstate::INVALID_AUTHORIZATION, msg).await;
+        return refuse(
+            &mut stream,
+            ctx,
+            Some(&params),
+            sqlstate::INVALID_AUTHORIZATION,
+            msg,
+        )
+        .await;
     }
     Opened::Session(stream, params)
 }
@@ -141,6 +148,7 @@ async fn answer_ssl_request(stream: ClientStream, ctx: &SessionContext) -> Optio
         refuse(
             &mut stream,
             ctx,
+            None,
             sqlstate::PROTOCOL_VIOLATION,
             "received unencrypted data after SSL request",
         )
@@ -184,18 +192,27 @@ async fn refuse_startup(
     error: &StartupError,
 ) -> Opened {
     ctx.metrics.client_rejected(RejectReason::BadStartup);
-    refuse(stream, ctx, error.sqlstate(), &error.to_string()).await
+    refuse(stream, ctx, None, error.sqlstate(), &error.to_string()).await
 }
 
-/// Sends a FATAL error and reports the connection as closed.
+/// Sends a FATAL error and reports the connection as closed. The log line names the client
+/// (peer, and user and database once its startup packet is known): no span carries them.
 pub async fn refuse(
     stream: &mut ClientStream,
     ctx: &SessionContext,
+    startup: Option<&StartupParams>,
     code: &str,
     message: &str,
 ) -> Opened {
     let peer = stream.tcp().peer_addr().ok();
-    tracing::info!(peer = ?peer, sqlstate = code, message, "refusing client");
+    tracing::info!(
+        peer = peer.map(tracing::field::display),
+        user = startup.map(|s| tracing::field::display(&s.user)),
+        database = startup.map(|s| tracing::field::display(&s.database)),
+        sqlstate = code,
+        message,
+        "refusing client"
+    );
     send_fatal(stream, ctx, code, message).await;
     Opened::Closed
 }

@@ -155,7 +155,7 @@ async fn log_in(
             metric,
         }) => {
             ctx.metrics.login(metric);
-            handshake::refuse(&mut stream, ctx, sqlstate, &message).await;
+            handshake::refuse(&mut stream, ctx, Some(&startup), sqlstate, &message).await;
             return None;
         }
     };
@@ -195,7 +195,14 @@ async fn welcome(
             }
             Err(error) => {
                 ctx.metrics.login(LoginResult::Error);
-                handshake::refuse(&mut stream, ctx, error.sqlstate(), &error.to_string()).await;
+                handshake::refuse(
+                    &mut stream,
+                    ctx,
+                    Some(&startup),
+                    error.sqlstate(),
+                    &error.to_string(),
+                )
+                .await;
                 return None;
             }
         },
@@ -242,10 +249,10 @@ async fn welcome(
 /// Cancel requests are still honoured: at the limit, cancelling a runaway query matters most.
 pub async fn refuse_opening(tcp: TcpStream, ctx: &SessionContext, message: &str) {
     match handshake::open(tcp, ctx).await {
-        Opened::Session(mut stream, _) => {
+        Opened::Session(mut stream, startup) => {
             ctx.metrics.client_rejected(RejectReason::MaxClients);
             let code = crate::protocol::sqlstate::TOO_MANY_CONNECTIONS;
-            handshake::refuse(&mut stream, ctx, code, message).await;
+            handshake::refuse(&mut stream, ctx, Some(&startup), code, message).await;
         }
         Opened::Cancel(key) => ctx.cancel.cancel(key).await,
         Opened::Closed => {}

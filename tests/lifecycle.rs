@@ -201,6 +201,25 @@ async fn session_mode_keeps_session_state_and_discards_it_at_the_end() {
     expect_sqlstate(result, "42P01");
 }
 
+/// Queries a client sends before the previous reply arrives (tokio-postgres writes concurrent
+/// requests in one go) are separate transactions, and each is counted once its ReadyForQuery
+/// is relayed: before, all but the first of a pipelined run went uncounted.
+#[tokio::test]
+async fn pipelined_transactions_are_each_counted() {
+    let handle = start_proxy(proxy_config(pg())).await;
+    let client = app_client(&handle).await;
+    let (a, b, c) = tokio::join!(
+        client.simple_query("SELECT 1"),
+        client.simple_query("SELECT 2"),
+        client.simple_query("SELECT 3"),
+    );
+    for result in [a, b, c] {
+        result.unwrap();
+    }
+    let series = "pgferry_transactions_total{database=\"appdb\",user=\"app\"}";
+    assert_eq!(metric(&handle.metrics().encode(), series), 3.0);
+}
+
 #[tokio::test]
 async fn metrics_and_health_reflect_a_known_workload() {
     let handle = start_proxy(proxy_config(pg())).await;

@@ -251,6 +251,8 @@ fn record_completions(pool: &BackendPool, held: &mut Held, outcome: &Outcome<Act
         if let Some(started) = held.transaction_started.take() {
             pool.metrics.transaction_finished(started.elapsed());
         }
+        // Requests the client pipelined behind this transaction already began the next one.
+        held.transaction_started = held.queue.oldest_forwarded_since();
     }
 }
 

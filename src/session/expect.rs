@@ -267,6 +267,15 @@ impl<A> ExpectQueue<A> {
         due
     }
 
+    /// When the oldest outstanding client request (one whose reply is forwarded) was sent:
+    /// the start of the transaction that follows one just finished, when the client pipelined.
+    pub fn oldest_forwarded_since(&self) -> Option<Instant> {
+        self.items.iter().find_map(|entry| match entry {
+            Entry::Reply(pending) if pending.route == Route::Forward => Some(pending.since),
+            _ => None,
+        })
+    }
+
     /// Entries still unanswered (synthesized ones included).
     pub fn len(&self) -> usize {
         self.items.len()
@@ -302,6 +311,19 @@ mod tests {
 
     use Request::*;
     use Route::*;
+
+    #[test]
+    fn the_next_transaction_starts_with_the_oldest_forwarded_request() {
+        let mut q = queue(&[(Query, Swallow)]);
+        assert_eq!(q.oldest_forwarded_since(), None, "pgferry's own statement");
+        q.push(Query, Forward, ());
+        let client_query = q.items.back().and_then(|e| match e {
+            Entry::Reply(p) => Some(p.since),
+            Entry::Synthesize(..) => None,
+        });
+        q.push(Query, Forward, ());
+        assert_eq!(q.oldest_forwarded_since(), client_query);
+    }
 
     #[test]
     fn extended_batch_completes_message_by_message() {

@@ -44,7 +44,7 @@ impl fmt::Debug for ServerManager {
 /// Connections are boxed: bb8 moves a connection in and out of its idle queue and through
 /// several futures on every checkout and checkin, and moving a pointer is cheaper than moving
 /// the ~300-byte `ServerConn` (measured: fewer instructions per transaction, see
-/// benches/RESULTS.md).
+/// benches/PROFILE.md, "Instruction counts per change").
 impl bb8::ManageConnection for ServerManager {
     type Connection = Box<ServerConn>;
     type Error = ServerError;

@@ -168,7 +168,7 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
                     // is told, and the backend's record no longer claims the settings.
                     tracing::warn!(
                         client = cancel.key().process_id,
-                        user = %pool.user,
+                        backend_user = %pool.user,
                         database = %pool.database,
                         sqlstate = %fields.sqlstate,
                         message = %fields.message,

@@ -282,7 +282,7 @@ impl Relay {
         self.ctx.metrics.pinned_session(reason.as_str(), 1);
         tracing::info!(
             client = self.cancel.key().process_id,
-            user = %self.pool.user,
+            backend_user = %self.pool.user,
             database = %self.pool.database,
             reason = reason.as_str(),
             "session pinned to its backend connection"

@@ -100,14 +100,15 @@ impl Relay {
     }
 
     /// The context of the session's last events (no span lives while it runs: see
-    /// [`super::run_client`]): its `client` id, user, database, and peer (unless the socket no
-    /// longer knows it, e.g. after a reset by the client).
+    /// [`super::run_client`]): its `client` id, the pool's database and backend user (the
+    /// client's own user name is not kept per session; the login refusal and DEBUG login span
+    /// carry it), and peer (unless the socket no longer knows it, e.g. after a reset).
     fn end_span(&self) -> tracing::Span {
         let span = tracing::debug_span!(
             "client",
             client = self.cancel.key().process_id,
             peer = tracing::field::Empty,
-            user = %self.pool.user,
+            backend_user = %self.pool.user,
             database = %self.pool.database,
         );
         if !span.is_disabled() {

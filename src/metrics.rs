@@ -84,6 +84,7 @@ pub struct Metrics {
     /// Indexed by `ClientState as usize`.
     clients: Arc<[IntGauge; 3]>,
     clients_total: IntCounter,
+    clients_parked: IntGauge,
     rejected: [IntCounter; 4],
     logins: [IntCounter; 4],
     /// Indexed by `[TlsKind as usize][failed as usize]`.
@@ -140,6 +141,7 @@ const POOL_REASON: &[&str] = &["database", "user", "reason"];
 pub(crate) mod def {
     use super::Def;
     pub const CLIENTS: Def = ("pgferry_client_connections", "Client connections by state");
+    pub const PARKED: Def = ("pgferry_client_connections_parked", "Idle clients parked");
     pub const CLIENTS_TOTAL: Def = ("pgferry_client_connections_total", "Client connections accepted");
     pub const REJECTED: Def = ("pgferry_client_connections_rejected_total", "Refused before login");
     pub const LOGINS: Def = ("pgferry_client_logins_total", "Client login attempts by result");
@@ -225,6 +227,7 @@ impl Metrics {
         Arc::new(Metrics {
             clients: Arc::new(resolve(&clients, ["idle", "active", "waiting"])),
             clients_total: counter(&r, CLIENTS_TOTAL),
+            clients_parked: reg(&r, IntGauge::new(PARKED.0, PARKED.1)),
             rejected: resolve(&rejected, reasons),
             logins: resolve(&logins, ["ok", "auth_failed", "unknown_database", "error"]),
             tls: ["sslrequest", "direct"]
@@ -249,6 +252,11 @@ impl Metrics {
             gauges,
             state: initial,
         }
+    }
+
+    /// Idle clients were parked (`delta > 0`) or resumed / ended while parked (`delta < 0`).
+    pub fn clients_parked(&self, delta: i64) {
+        self.clients_parked.add(delta);
     }
 
     /// A client TCP connection was accepted.

@@ -13,6 +13,8 @@ use crate::cancel::CancelRegistry;
 use crate::config::{ClientTlsMode, Config};
 use crate::metrics::{Metrics, PoolStateSource};
 use crate::pool::{spawn_health_checker, PoolRegistry};
+use crate::session::park::{self, LotPoll, ParkingLot};
+use crate::session::signal::{self, SessionSignal, SignalSender};
 use crate::session::{self, SessionContext};
 
 /// Why the proxy could not start (bad TLS files, ports in use, invalid users).
@@ -35,7 +37,7 @@ pub struct ProxyHandle {
     client_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
-    close_all: watch::Sender<bool>,
+    signals: SignalSender,
     sessions: Arc<Semaphore>,
     max_clients: u32,
     ctx: Arc<SessionContext>,
@@ -52,9 +54,14 @@ impl Proxy {
         let config = Arc::new(config);
         let metrics = Metrics::new();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (close_all_tx, close_all_rx) = watch::channel(false);
-        let signals = (shutdown_rx.clone(), close_all_rx);
-        let ctx = Arc::new(build_context(&config, &metrics, signals)?);
+        let (signals_tx, signals_rx) = watch::channel(SessionSignal::default());
+        let (ctx, lot_poll) = build_context(&config, &metrics, signals_rx)?;
+        let ctx = Arc::new(ctx);
+        if let Some(poll) = lot_poll {
+            tokio::spawn(park::serve(Arc::clone(&ctx), poll));
+            let period = config.limits.client_park_after;
+            tokio::spawn(signal::run_park_clock(signals_tx.clone(), period));
+        }
         let pool_source: Arc<dyn PoolStateSource> = ctx.pools.clone();
         metrics.set_pool_source(Arc::downgrade(&pool_source));
         let listener = bind(config.listen.addr).await?;
@@ -88,7 +95,7 @@ impl Proxy {
             client_addr,
             metrics_addr,
             shutdown: shutdown_tx,
-            close_all: close_all_tx,
+            signals: signals_tx,
             sessions,
             max_clients,
             ctx,
@@ -99,8 +106,8 @@ impl Proxy {
 fn build_context(
     config: &Arc<Config>,
     metrics: &Arc<Metrics>,
-    (shutdown, close_all): (watch::Receiver<bool>, watch::Receiver<bool>),
-) -> Result<SessionContext, StartError> {
+    signals: watch::Receiver<SessionSignal>,
+) -> Result<(SessionContext, Option<LotPoll>), StartError> {
     let invalid = |e: &dyn std::fmt::Display| StartError::Invalid(e.to_string());
     let users = UserStore::from_config(&config.users).map_err(|e| invalid(&e))?;
     let pools = PoolRegistry::build(config, metrics).map_err(|e| invalid(&e))?;
@@ -115,7 +122,10 @@ fn build_context(
             ))
         }
     };
-    Ok(SessionContext {
+    let parking = !config.limits.client_park_after.is_zero();
+    let (parking, lot_poll) = ParkingLot::new(parking, metrics)
+        .map_err(|e| StartError::Invalid(format!("parking lot: {e}")))?;
+    let ctx = SessionContext {
         config: Arc::clone(config),
         users,
         pools: Arc::new(pools),
@@ -125,9 +135,10 @@ fn build_context(
         statements: crate::session::prepared::StatementCache::new(
             config.pooling.max_cached_statements,
         ),
-        shutdown,
-        close_all,
-    })
+        signals,
+        parking,
+    };
+    Ok((ctx, lot_poll))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -168,10 +179,7 @@ async fn accept_loop(
         let ctx = Arc::clone(&ctx);
         match Arc::clone(&sessions).try_acquire_owned() {
             Ok(permit) => {
-                tokio::spawn(async move {
-                    session::run_client(tcp, peer, ctx).await;
-                    drop(permit);
-                });
+                tokio::spawn(session::run_client(tcp, peer, ctx, permit));
             }
             Err(_) => {
                 tokio::spawn(reject_over_limit(tcp, ctx));
@@ -209,13 +217,14 @@ impl ProxyHandle {
     /// transaction finish it (bounded by `shutdown_timeout`).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.signals.send_modify(|signal| signal.draining = true);
         let limit = self.ctx.config.limits.shutdown_timeout;
         if tokio::time::timeout(limit, self.sessions.acquire_many(self.max_clients))
             .await
             .is_err()
         {
             tracing::warn!("shutdown timeout: closing remaining sessions");
-            let _ = self.close_all.send(true);
+            self.signals.send_modify(|signal| signal.closing = true);
             let reset = self.ctx.config.limits.server_reset_timeout;
             let _ = tokio::time::timeout(reset, self.sessions.acquire_many(self.max_clients)).await;
         }

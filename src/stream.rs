@@ -15,6 +15,9 @@ use tokio::net::TcpStream;
 pub enum MaybeTls<T> {
     Plain(TcpStream),
     Tls(Box<T>),
+    /// No socket: the parking lot holds it while the session is parked (see
+    /// `session::park`). I/O fails with `NotConnected`.
+    Detached,
 }
 
 impl<T> MaybeTls<T> {
@@ -33,6 +36,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MaybeTls::Detached => Poll::Ready(Err(detached())),
         }
     }
 }
@@ -46,6 +50,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MaybeTls::Detached => Poll::Ready(Err(detached())),
         }
     }
 
@@ -57,6 +62,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            MaybeTls::Detached => Poll::Ready(Err(detached())),
         }
     }
 
@@ -64,6 +70,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self {
             MaybeTls::Plain(s) => s.is_write_vectored(),
             MaybeTls::Tls(s) => s.is_write_vectored(),
+            MaybeTls::Detached => false,
         }
     }
 
@@ -71,6 +78,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MaybeTls::Detached => Poll::Ready(Err(detached())),
         }
     }
 
@@ -78,21 +86,45 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            MaybeTls::Detached => Poll::Ready(Err(detached())),
         }
     }
+}
+
+fn detached() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the session is parked")
 }
 
 /// The client-facing stream type.
 pub type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
 
 impl ClientStream {
-    /// The client's socket under any TLS layer: for its peer address in log lines, which
-    /// pgferry asks the kernel for only when a line needs it (a copy per client would cost
-    /// memory for every idle client).
-    pub fn tcp(&self) -> &TcpStream {
+    /// Takes the plain socket out of the runtime (for the parking lot), leaving `Detached`.
+    /// `None` for TLS streams (unchanged), and when deregistering fails: that closes the
+    /// socket, so the session then ends as if the client had left.
+    pub fn detach_plain(&mut self) -> Option<std::net::TcpStream> {
+        let MaybeTls::Plain(_) = self else {
+            return None;
+        };
+        let MaybeTls::Plain(tcp) = std::mem::replace(self, MaybeTls::Detached) else {
+            return None;
+        };
+        match tcp.into_std() {
+            Ok(std) => Some(std),
+            Err(error) => {
+                tracing::debug!(%error, "client socket not detached");
+                None
+            }
+        }
+    }
+
+    /// The client's address, for log lines: pgferry asks the kernel only when a line needs
+    /// it (a copy per client would cost memory for every idle client).
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
         match self {
-            MaybeTls::Plain(tcp) => tcp,
-            MaybeTls::Tls(tls) => tls.get_ref().0,
+            MaybeTls::Plain(tcp) => tcp.peer_addr(),
+            MaybeTls::Tls(tls) => tls.get_ref().0.peer_addr(),
+            MaybeTls::Detached => Err(detached()),
         }
     }
 }

@@ -96,6 +96,11 @@ pub struct Cli {
     /// --config.
     #[arg(long, value_name = "N", env = "PGFERRY_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+
+    /// Park clients idle this long (to twice this long), e.g. "10s"; "0" never parks
+    /// [default: 10s]. Overrides limits.client_park_after of --config.
+    #[arg(long, value_name = "DURATION", env = "PGFERRY_CLIENT_PARK_AFTER", value_parser = super::units::parse_duration)]
+    pub client_park_after: Option<std::time::Duration>,
 }
 
 /// Subcommands; without one, pgferry runs the proxy.
@@ -177,6 +182,9 @@ impl Cli {
         config.pooling.pinning = self.pinning.unwrap_or(config.pooling.pinning);
         config.runtime.worker_threads =
             self.worker_threads.unwrap_or(config.runtime.worker_threads);
+        config.limits.client_park_after = self
+            .client_park_after
+            .unwrap_or(config.limits.client_park_after);
         if let Some(level) = &self.log_level {
             config.log.level = level.clone();
         }

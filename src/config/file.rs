@@ -168,6 +168,11 @@ impl Conv<'_> {
                 raw.idle_transaction_timeout,
                 d.idle_transaction_timeout,
             )?,
+            client_park_after: self.dur_or(
+                &k("client_park_after"),
+                raw.client_park_after,
+                d.client_park_after,
+            )?,
             server_reset_timeout: self.dur_or(
                 &k("server_reset_timeout"),
                 raw.server_reset_timeout,

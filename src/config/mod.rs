@@ -116,6 +116,11 @@ pub struct Limits {
     /// Disconnect clients that hold a backend inside a transaction and stay silent this long;
     /// zero disables (default 0).
     pub idle_transaction_timeout: Duration,
+    /// Clients idle (no backend held) between this long and twice this long are parked: their
+    /// session leaves the async runtime and waits in the parking lot with no task, timer or
+    /// reactor registration, so frozen serverless clients cost a few hundred bytes each. Zero
+    /// never parks (default 10 s).
+    pub client_park_after: Duration,
     /// Bound on the ROLLBACK / DISCARD ALL done before a used connection is returned (default 5 s).
     pub server_reset_timeout: Duration,
     /// Grace period for client sessions at shutdown (default 10 s).
@@ -247,6 +252,7 @@ impl Default for Limits {
             query_wait_timeout: Duration::from_secs(5),
             client_idle_timeout: Duration::ZERO,
             idle_transaction_timeout: Duration::ZERO,
+            client_park_after: Duration::from_secs(10),
             server_reset_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
         }

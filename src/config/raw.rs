@@ -50,6 +50,7 @@ pub(super) struct RawLimits {
     pub query_wait_timeout: Option<Human>,
     pub client_idle_timeout: Option<Human>,
     pub idle_transaction_timeout: Option<Human>,
+    pub client_park_after: Option<Human>,
     pub server_reset_timeout: Option<Human>,
     pub shutdown_timeout: Option<Human>,
 }

@@ -171,6 +171,7 @@ impl Check<'_> {
             l.idle_transaction_timeout,
             false,
         )?;
+        self.dur(&k("client_park_after"), l.client_park_after, false)?;
         self.dur(&k("server_reset_timeout"), l.server_reset_timeout, true)?;
         self.dur(&k("shutdown_timeout"), l.shutdown_timeout, false)
     }

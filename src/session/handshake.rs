@@ -72,7 +72,7 @@ async fn direct_tls(tcp: TcpStream, ctx: &SessionContext) -> Opened {
 fn alpn_is_postgresql(stream: &ClientStream) -> bool {
     match stream {
         MaybeTls::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(ALPN_POSTGRESQL),
-        MaybeTls::Plain(_) => false,
+        MaybeTls::Plain(_) | MaybeTls::Detached => false,
     }
 }
 
@@ -204,7 +204,7 @@ pub async fn refuse(
     code: &str,
     message: &str,
 ) -> Opened {
-    let peer = stream.tcp().peer_addr().ok();
+    let peer = stream.peer_addr().ok();
     tracing::info!(
         peer = peer.map(tracing::field::display),
         user = startup.map(|s| tracing::field::display(&s.user)),

@@ -9,9 +9,11 @@ mod handshake;
 mod held;
 mod login;
 mod params;
+pub mod park;
 pub mod prepared;
 mod relay;
 mod reset;
+pub mod signal;
 pub mod sql_scan;
 
 use std::net::SocketAddr;
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
@@ -50,10 +52,10 @@ pub struct SessionContext {
     pub tls: Option<TlsAcceptor>,
     /// Process-wide cache of named prepared statements (transaction mode).
     pub statements: prepared::StatementCache,
-    /// Flips to true when the proxy shuts down: idle sessions end, transactions may finish.
-    pub shutdown: watch::Receiver<bool>,
-    /// Flips to true when `shutdown_timeout` is over: every session ends now.
-    pub close_all: watch::Receiver<bool>,
+    /// Shutdown phases and the park clock (see [`signal::SessionSignal`]).
+    pub signals: watch::Receiver<signal::SessionSignal>,
+    /// Where long-idle sessions wait outside the runtime.
+    pub parking: park::ParkingLot,
 }
 
 impl SessionContext {
@@ -86,7 +88,15 @@ const WELCOME_CAPACITY: usize = 1024;
 /// clients are the many. The INFO events of a session therefore carry their own context
 /// (`peer` for refusals, the `client` id, user and database later), and with DEBUG on, the span
 /// adds the rest.
-pub async fn run_client(tcp: TcpStream, peer: SocketAddr, ctx: Arc<SessionContext>) {
+///
+/// `admission` is the client's place under `max_client_connections`: the session keeps it
+/// for its whole life, parked or not.
+pub async fn run_client(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<SessionContext>,
+    admission: OwnedSemaphorePermit,
+) {
     let span = tracing::debug_span!(
         "client",
         %peer,
@@ -113,7 +123,10 @@ pub async fn run_client(tcp: TcpStream, peer: SocketAddr, ctx: Arc<SessionContex
     // Nothing but the box lives across the long await, so the task stays small; the span
     // closes with the welcome.
     let session = match Box::pin(welcome(stream, startup, pool, &ctx).instrument(span)).await {
-        Some(relay) => Box::pin(Box::new(relay).run()),
+        Some(mut relay) => {
+            relay.admission = Some(admission);
+            Box::pin(Box::new(relay).run())
+        }
         None => return,
     };
     session.await;
@@ -238,8 +251,8 @@ async fn welcome(
             ctx.config.pooling.max_prepared_statements_per_client,
         ),
         pins: Vec::new(),
-        shutdown: ctx.shutdown.clone(),
-        close_all: ctx.close_all.clone(),
+        signals: ctx.signals.clone(),
+        admission: None,
         timer: None,
     })
 }

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::Sleep;
 use tracing::Instrument;
 
@@ -23,6 +23,7 @@ use super::held::{Action, Held};
 use super::params::ClientParams;
 use super::prepared::ClientStatements;
 use super::reset::salvage;
+use super::signal::SessionSignal;
 use super::sql_scan::PinReason;
 use super::SessionContext;
 use crate::cancel::CancelSlot;
@@ -48,6 +49,8 @@ pub enum Exit {
     },
     /// The backend connection failed under the client.
     BackendLost(String),
+    /// Not an end: the idle session leaves the runtime for the parking lot.
+    Park,
 }
 
 enum Event {
@@ -58,6 +61,10 @@ enum Event {
     Shutdown,
     /// Cancels that kept an idle backend with this client have arrived: release it now.
     CancelsSettled,
+    /// The client has been idle for a park period: move it to the parking lot.
+    Park,
+    /// The session signals changed (see [`SessionSignal`]).
+    Signalled,
 }
 
 /// A logged-in client session.
@@ -78,10 +85,10 @@ pub struct Relay {
     pub(super) pins: Vec<PinReason>,
     pub(super) bytes_in: u64,
     pub(super) bytes_out: u64,
-    /// This session's view of [`SessionContext::shutdown`]: kept, not cloned per wait.
-    pub(super) shutdown: watch::Receiver<bool>,
-    /// This session's view of [`SessionContext::close_all`].
-    pub(super) close_all: watch::Receiver<bool>,
+    /// This session's view of [`SessionContext::signals`]: kept, not cloned per wait.
+    pub(super) signals: watch::Receiver<SessionSignal>,
+    /// The session's place under `max_client_connections`, held while parked too.
+    pub(super) admission: Option<OwnedSemaphorePermit>,
     /// The idle timer, boxed and made on first use: by default no timeout applies, and an
     /// idle client then carries no room for one.
     pub(super) timer: Option<Pin<Box<Sleep>>>,
@@ -92,7 +99,24 @@ impl Relay {
     /// discards it. The relay comes boxed: a future keeps its by-value arguments twice (as
     /// argument and as local), which for every idle client would be a second `Relay`.
     pub async fn run(mut self: Box<Self>) {
-        let exit = self.relay_loop().await;
+        let exit = loop {
+            match self.relay_loop().await {
+                Exit::Park => match Arc::clone(&self.ctx).parking.park(self) {
+                    Ok(()) => return,
+                    Err(relay) => self = relay,
+                },
+                exit => break exit,
+            }
+        };
+        self.end(exit).await;
+    }
+
+    /// Ends a parked session whose `client_idle_timeout` ran out while it was parked.
+    pub async fn end_idle(self: Box<Self>) {
+        self.end(idle_timeout()).await;
+    }
+
+    async fn end(mut self: Box<Self>, exit: Exit) {
         // The end of a session is rare and its state large: boxed, so the relay future that
         // every idle client carries does not reserve room for it.
         let span = self.end_span();
@@ -112,7 +136,7 @@ impl Relay {
             database = %self.pool.database,
         );
         if !span.is_disabled() {
-            if let Ok(peer) = self.client.tcp().peer_addr() {
+            if let Ok(peer) = self.client.peer_addr() {
                 span.record("peer", tracing::field::display(peer));
             }
         }
@@ -140,7 +164,7 @@ impl Relay {
             Exit::BackendLost(message) => {
                 self.send_fatal(sqlstate::CONNECTION_FAILURE, message).await
             }
-            Exit::ClientGone | Exit::Terminated => {}
+            Exit::ClientGone | Exit::Terminated | Exit::Park => {}
         }
     }
 
@@ -178,8 +202,9 @@ impl Relay {
             }
             self.release_if_idle();
             let idle = self.held.as_deref().is_none_or(Held::is_idle);
-            if idle && *self.shutdown.borrow() || *self.close_all.borrow() {
-                return Some(fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down"));
+            let signal = *self.signals.borrow();
+            if idle && signal.draining || signal.closing {
+                return Some(shutting_down());
             }
         }
     }
@@ -196,17 +221,15 @@ impl Relay {
             Event::Server(Ok(_)) => self.on_server_data().await.err(),
             Event::Client(Err(_)) => Some(Exit::ClientGone),
             Event::Server(Err(e)) => Some(self.backend_lost(&e.to_string())),
-            Event::IdleTimeout => Some(fatal(
-                sqlstate::IDLE_SESSION_TIMEOUT,
-                "terminating connection due to idle-session timeout",
-            )),
+            Event::IdleTimeout => Some(idle_timeout()),
             Event::IdleInTransactionTimeout => Some(fatal(
                 sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
                 "terminating connection due to idle-in-transaction timeout",
             )),
-            Event::Shutdown => Some(fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down")),
-            // Nothing to do here: the release check after every event does it.
-            Event::CancelsSettled => None,
+            Event::Shutdown => Some(shutting_down()),
+            Event::Park => Some(Exit::Park),
+            // Nothing to do here: the checks after every event (release, shutdown) do it.
+            Event::CancelsSettled | Event::Signalled => None,
         }
     }
 
@@ -234,6 +257,17 @@ impl Relay {
         (!duration.is_zero()).then_some((duration, event))
     }
 
+    /// Readies an idle session for the parking lot: drops its timer (the lot keeps no timers)
+    /// and returns when its `client_idle_timeout` runs out, if one applies.
+    pub(super) fn prepare_to_park(&mut self) -> Option<tokio::time::Instant> {
+        let deadline = self
+            .timeout()
+            .and(self.timer.as_ref())
+            .map(|t| t.deadline());
+        self.timer = None;
+        deadline
+    }
+
     /// Starts the timer of the timeout that applies now (see [`Self::timeout`]): whether one
     /// is armed, and the event it fires.
     fn arm_timeout(&mut self) -> (bool, fn() -> Event) {
@@ -243,20 +277,32 @@ impl Relay {
         }
     }
 
-    /// The next event of a client without a backend: data, the idle timeout, or shutdown.
+    /// The next event of a client without a backend: data, the idle timeout, shutdown, or
+    /// the second tick of the park clock since the wait began (time to park).
     async fn next_idle_event(&mut self) -> Event {
         let (timed, on_timeout) = self.arm_timeout();
         let Relay {
             client,
             client_buf,
-            shutdown,
+            signals,
             timer,
             ..
         } = self;
-        tokio::select! {
-            r = read_client(client, client_buf) => Event::Client(r),
-            () = expiry(timer), if timed => on_timeout(),
-            _ = shutdown.changed() => Event::Shutdown,
+        let since = signals.borrow_and_update().park_epoch;
+        loop {
+            tokio::select! {
+                r = read_client(client, client_buf) => return Event::Client(r),
+                () = expiry(timer), if timed => return on_timeout(),
+                changed = signals.changed() => {
+                    let signal = *signals.borrow_and_update();
+                    if changed.is_err() || signal.draining || signal.closing {
+                        return Event::Shutdown;
+                    }
+                    if signal.parks_wait_from(since) && client_buf.is_empty() {
+                        return Event::Park;
+                    }
+                }
+            }
         }
     }
 
@@ -271,8 +317,7 @@ impl Relay {
             pool,
             pins,
             client_scan,
-            shutdown,
-            close_all,
+            signals,
             timer,
             ..
         } = self
@@ -297,8 +342,11 @@ impl Relay {
             r = read_client(client, client_buf) => Event::Client(r),
             r = conn.stream.read_buf(&mut conn.read_buf) => Event::Server(r),
             () = expiry(timer), if timed => on_timeout(),
-            _ = shutdown.changed(), if idle => Event::Shutdown,
-            _ = close_all.changed() => Event::Shutdown,
+            changed = signals.changed() => match changed {
+                // Park ticks and shutdown phases: the checks after every event act on them.
+                Ok(()) => Event::Signalled,
+                Err(_) => Event::Shutdown,
+            },
             () = cancels_settled(cancel, waits_for_cancel) => Event::CancelsSettled,
         }
     }
@@ -503,6 +551,17 @@ async fn cancels_settled(cancel: &CancelSlot, waits: bool) {
     } else {
         std::future::pending().await
     }
+}
+
+fn idle_timeout() -> Exit {
+    fatal(
+        sqlstate::IDLE_SESSION_TIMEOUT,
+        "terminating connection due to idle-session timeout",
+    )
+}
+
+fn shutting_down() -> Exit {
+    fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down")
 }
 
 /// Ends the session with a FATAL error.

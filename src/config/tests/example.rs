@@ -62,6 +62,7 @@ fn example_documents_every_key() {
         "query_wait_timeout",
         "client_idle_timeout",
         "idle_transaction_timeout",
+        "client_park_after",
         "server_reset_timeout",
         "shutdown_timeout",
         "listen",

@@ -7,17 +7,21 @@
 # --tls-mode allow). The clients are benches/scale_clients.py: real wire-protocol clients (startup,
 # SCRAM-SHA-256, optional TLS) in asyncio, Python standard library only.
 #   5. idle memory: pgferry's VmRSS before and after $IDLE_CLIENTS logged-in idle plain clients,
-#      then the same with TLS clients -> bytes per idle client;
+#      then the same with TLS clients -> bytes per idle client (parking off: every client is
+#      in the runtime); then plain clients arriving in batches of $IDLE_BATCH, each batch silent
+#      for 2.5 s so pgferry (client_park_after = 1s) parks it before the next arrives: the
+#      memory of long-idle clients;
 #   6. scale: $SCALE_CLIENTS concurrent clients (all logged in at once), each running
 #      $SCALE_TXNS transactions (BEGIN / SELECT 1 / COMMIT) at random moments within
 #      $SCALE_SPREAD seconds -> errors, p50/p99 transaction latency, pgferry's RSS peak, wall time.
 #      (tx/s is the rate achieved over the transaction phase: the offered rate while pgferry keeps
 #      up, its capacity with these clients once SCALE_SPREAD is short enough to saturate it.)
-# pgferry is restarted before each of the three runs, so no run reuses memory another freed and
+# pgferry is restarted before each of the four runs, so no run reuses memory another freed and
 # the peak RSS (VmHWM) of the scale run belongs to that run alone.
 #
 # Environment:
-#   IDLE_CLIENTS=2000    idle clients per kind (plain, TLS)
+#   IDLE_CLIENTS=2000    idle clients per kind (plain, TLS, parked)
+#   IDLE_BATCH=100       clients per batch in the parked run
 #   SCALE_CLIENTS=10000  concurrent clients in the scale run (pgferry's default client limit)
 #   SCALE_TXNS=3         transactions per client
 #   SCALE_SPREAD=10      seconds over which each client's transactions are spread
@@ -34,6 +38,7 @@ source deploy/lib-pg.sh
 source benches/lib-bench.sh
 
 IDLE_CLIENTS=${IDLE_CLIENTS:-2000}
+IDLE_BATCH=${IDLE_BATCH:-100}
 SCALE_CLIENTS=${SCALE_CLIENTS:-10000}
 SCALE_TXNS=${SCALE_TXNS:-3}
 SCALE_SPREAD=${SCALE_SPREAD:-10}
@@ -120,6 +125,7 @@ print_tables() {
     'RSS after MiB' 'KiB per client' 'login s'
   idle_row plain
   idle_row tls
+  idle_row plain-parked
   printf '\n%-10s %10s %12s %7s %9s %9s %8s %13s %13s %10s %8s\n' clients connected \
     transactions errors 'p50 ms' 'p99 ms' 'tx/s' 'RSS conn MiB' 'RSS peak MiB' 'connect s' \
     'wall s'
@@ -160,11 +166,14 @@ make_proxy_cert
 export PGFERRY_TLS_CERT=$STATE/proxy.crt PGFERRY_TLS_KEY=$STATE/proxy.key PGFERRY_TLS_MODE=allow
 
 printf 'pgferry:  %s\n' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-start_pgferry "$POOL_SIZE"
+PGFERRY_CLIENT_PARK_AFTER=0 start_pgferry "$POOL_SIZE"
 idle_run plain
 stop_pgferry
-start_pgferry "$POOL_SIZE"
+PGFERRY_CLIENT_PARK_AFTER=0 start_pgferry "$POOL_SIZE"
 idle_run tls --tls --cafile "$STATE/proxy.crt"
+stop_pgferry
+PGFERRY_CLIENT_PARK_AFTER=1s start_pgferry "$POOL_SIZE"
+idle_run plain-parked --batch "$IDLE_BATCH" --batch-wait 2.5
 stop_pgferry
 start_pgferry "$POOL_SIZE"
 scale_run

@@ -200,6 +200,22 @@ async def connect_many(args, count, tls_context, parallel):
     return [c for c in results if c is not None], errors
 
 
+async def connect_batches(args, tls_context):
+    """Opens --count clients at once, or with --batch N in batches of N, each followed by
+    --batch-wait seconds of silence (clients arriving over time and going idle, so the pooler
+    can park each batch before the next arrives)."""
+    batch = args.batch or args.count
+    clients, errors = [], collections.Counter()
+    while len(clients) + sum(errors.values()) < args.count:
+        size = min(batch, args.count - len(clients) - sum(errors.values()))
+        opened, failed = await connect_many(args, size, tls_context, args.parallel)
+        clients += opened
+        errors.update(failed)
+        if args.batch:
+            await asyncio.sleep(args.batch_wait)
+    return clients, errors
+
+
 def tls_context_for(cafile):
     context = ssl.create_default_context(cafile=cafile)
     context.check_hostname = True
@@ -216,7 +232,7 @@ async def run_idle(args):
         client.close()
     before = vm_status(args.pid, "VmRSS")
     started = time.monotonic()
-    clients, errors = await connect_many(args, args.count, tls_context, args.parallel)
+    clients, errors = await connect_batches(args, tls_context)
     login_seconds = time.monotonic() - started
     after = vm_status(args.pid, "VmRSS")
     # Every client is in ReadyForQuery: prove they are live, then measure again.
@@ -345,6 +361,9 @@ def parse_args():
     parser.add_argument("--count", type=int, default=2000, help="idle/worker: clients")
     parser.add_argument("--tls", action="store_true", help="idle: SSLRequest then TLS")
     parser.add_argument("--cafile", help="idle --tls: the pooler's certificate")
+    parser.add_argument("--batch", type=int, default=0, help="idle: clients per batch (0: all)")
+    parser.add_argument("--batch-wait", type=float, default=2.5,
+                        help="idle --batch: seconds of silence after each batch")
     parser.add_argument("--clients", type=int, default=10000, help="scale: clients in total")
     parser.add_argument("--procs", type=int, default=2, help="scale: worker processes")
     parser.add_argument("--txns", type=int, default=3, help="scale: transactions per client")

@@ -10,7 +10,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Plain TCP or a TLS session (`T` is the client- or server-side tokio-rustls stream).
+/// Plain TCP or a TLS session (`T` is pgferry's client-side TLS stream, or the server-side
+/// tokio-rustls stream).
 #[derive(Debug)]
 pub enum MaybeTls<T> {
     Plain(TcpStream),
@@ -83,7 +84,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
 }
 
 /// The client-facing stream type.
-pub type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
+pub type ClientStream = MaybeTls<crate::client_tls::ClientTls>;
 
 impl ClientStream {
     /// The client's socket under any TLS layer: for its peer address in log lines, which
@@ -92,7 +93,7 @@ impl ClientStream {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             MaybeTls::Plain(tcp) => tcp,
-            MaybeTls::Tls(tls) => tls.get_ref().0,
+            MaybeTls::Tls(tls) => tls.tcp(),
         }
     }
 }

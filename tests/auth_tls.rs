@@ -204,7 +204,7 @@ async fn a_slow_tls_reader_gets_the_whole_large_result_and_its_next_answer() {
     let (client, connection) = pg_config.connect_raw(tcp, tls).await.expect("TLS login");
     tokio::spawn(connection);
     let exchange = async {
-        let big = "SELECT repeat('x', 1000) FROM generate_series(1, 10000)";
+        let big = "SELECT repeat('x', 1000) FROM generate_series(1, 20000)";
         let mut counts = Vec::new();
         // Each round ends with a tail written to a full socket, likely but not certainly.
         for _ in 0..3 {
@@ -214,11 +214,11 @@ async fn a_slow_tls_reader_gets_the_whole_large_result_and_its_next_answer() {
         }
         counts
     };
-    let counts = tokio::time::timeout(std::time::Duration::from_secs(30), exchange).await;
+    let counts = tokio::time::timeout(std::time::Duration::from_secs(60), exchange).await;
     let counts = counts.expect("a large result or the next answer never arrived");
-    // 10000 rows + CommandComplete (+ RowDescription in recent tokio-postgres); then 1 row.
+    // 20000 rows + CommandComplete (+ RowDescription in recent tokio-postgres); then 1 row.
     for (rows, next) in counts {
-        assert!(rows >= 10_001, "{rows} messages");
+        assert!(rows >= 20_001, "{rows} messages");
         assert!(next >= 2, "{next} messages");
     }
 }
@@ -233,7 +233,7 @@ impl tokio::io::AsyncRead for Trickle {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let mut small = [0u8; 128];
+        let mut small = [0u8; 256];
         let mut part = tokio::io::ReadBuf::new(&mut small);
         let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, &mut part);
         let n = part.filled().len().min(buf.remaining());

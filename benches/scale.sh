@@ -8,15 +8,15 @@
 # SCRAM-SHA-256, optional TLS) in asyncio, Python standard library only.
 #   5. idle memory: pgferry's VmRSS before and after $IDLE_CLIENTS logged-in idle plain clients,
 #      then the same with TLS clients -> bytes per idle client (parking off: every client is
-#      in the runtime); then plain clients arriving in batches of $IDLE_BATCH, each batch silent
-#      for 2.5 s so pgferry (client_park_after = 1s) parks it before the next arrives: the
-#      memory of long-idle clients;
+#      in the runtime); then plain and TLS clients arriving in batches of $IDLE_BATCH, each
+#      batch silent for 2.5 s so pgferry (client_park_after = 1s) parks it before the next
+#      arrives: the memory of long-idle clients;
 #   6. scale: $SCALE_CLIENTS concurrent clients (all logged in at once), each running
 #      $SCALE_TXNS transactions (BEGIN / SELECT 1 / COMMIT) at random moments within
 #      $SCALE_SPREAD seconds -> errors, p50/p99 transaction latency, pgferry's RSS peak, wall time.
 #      (tx/s is the rate achieved over the transaction phase: the offered rate while pgferry keeps
 #      up, its capacity with these clients once SCALE_SPREAD is short enough to saturate it.)
-# pgferry is restarted before each of the four runs, so no run reuses memory another freed and
+# pgferry is restarted before each of the five runs, so no run reuses memory another freed and
 # the peak RSS (VmHWM) of the scale run belongs to that run alone.
 #
 # Environment:
@@ -126,6 +126,7 @@ print_tables() {
   idle_row plain
   idle_row tls
   idle_row plain-parked
+  idle_row tls-parked
   printf '\n%-10s %10s %12s %7s %9s %9s %8s %13s %13s %10s %8s\n' clients connected \
     transactions errors 'p50 ms' 'p99 ms' 'tx/s' 'RSS conn MiB' 'RSS peak MiB' 'connect s' \
     'wall s'
@@ -174,6 +175,9 @@ idle_run tls --tls --cafile "$STATE/proxy.crt"
 stop_pgferry
 PGFERRY_CLIENT_PARK_AFTER=1s start_pgferry "$POOL_SIZE"
 idle_run plain-parked --batch "$IDLE_BATCH" --batch-wait 2.5
+stop_pgferry
+PGFERRY_CLIENT_PARK_AFTER=1s start_pgferry "$POOL_SIZE"
+idle_run tls-parked --batch "$IDLE_BATCH" --batch-wait 2.5 --tls --cafile "$STATE/proxy.crt"
 stop_pgferry
 start_pgferry "$POOL_SIZE"
 scale_run

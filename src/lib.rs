@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod cancel;
+pub mod client_tls;
 pub mod config;
 pub mod http;
 pub mod metrics;

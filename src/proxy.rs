@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
-use tokio_rustls::TlsAcceptor;
 
 use crate::auth::UserStore;
 use crate::cancel::CancelRegistry;
@@ -113,9 +112,9 @@ fn build_context(
     let pools = PoolRegistry::build(config, metrics).map_err(|e| invalid(&e))?;
     let tls = match (config.tls.mode, &config.tls.cert_file, &config.tls.key_file) {
         (ClientTlsMode::Disable, _, _) => None,
-        (_, Some(cert), Some(key)) => Some(TlsAcceptor::from(
-            crate::tls::server_config(cert, key).map_err(|e| invalid(&e))?,
-        )),
+        (_, Some(cert), Some(key)) => {
+            Some(crate::tls::server_config(cert, key).map_err(|e| invalid(&e))?)
+        }
         _ => {
             return Err(StartError::Invalid(
                 "tls: cert_file and key_file are required".into(),

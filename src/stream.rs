@@ -10,7 +10,10 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Plain TCP or a TLS session (`T` is the client- or server-side tokio-rustls stream).
+use crate::client_tls::{ClientTls, TlsSession};
+
+/// Plain TCP or a TLS session (`T` is pgferry's client-side TLS stream, or the server-side
+/// tokio-rustls stream).
 #[derive(Debug)]
 pub enum MaybeTls<T> {
     Plain(TcpStream),
@@ -91,26 +94,61 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     }
 }
 
+/// A parked client's socket, out of the runtime's reactor, with its TLS state if any.
+pub struct ParkedSocket {
+    socket: std::net::TcpStream,
+    tls: Option<Box<TlsSession>>,
+}
+
+impl ParkedSocket {
+    /// The socket, for the parking lot's epoll set.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.socket)
+    }
+
+    /// Puts the socket back into the runtime. A socket that cannot be registered is closed
+    /// (`Detached`): the session then ends as if its client had left.
+    pub fn reattach(self) -> ClientStream {
+        let tcp = match TcpStream::from_std(self.socket) {
+            Ok(tcp) => tcp,
+            Err(error) => {
+                tracing::warn!(%error, "parked client could not be resumed");
+                return MaybeTls::Detached;
+            }
+        };
+        match self.tls {
+            None => MaybeTls::Plain(tcp),
+            Some(session) => MaybeTls::Tls(Box::new(ClientTls::attach(tcp, *session))),
+        }
+    }
+}
+
 fn detached() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "the session is parked")
 }
 
 /// The client-facing stream type.
-pub type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
+pub type ClientStream = MaybeTls<ClientTls>;
 
 impl ClientStream {
-    /// Takes the plain socket out of the runtime (for the parking lot), leaving `Detached`.
-    /// `None` for TLS streams (unchanged), and when deregistering fails: that closes the
-    /// socket, so the session then ends as if the client had left.
-    pub fn detach_plain(&mut self) -> Option<std::net::TcpStream> {
-        let MaybeTls::Plain(_) = self else {
-            return None;
-        };
-        let MaybeTls::Plain(tcp) = std::mem::replace(self, MaybeTls::Detached) else {
-            return None;
+    /// Takes the socket out of the runtime for the parking lot, leaving `Detached`. `None`
+    /// with the stream unchanged while TLS bytes are in flight; `None` and `Detached` when
+    /// deregistering fails, which closes the socket: the session then ends as if the client
+    /// had left.
+    pub fn detach(&mut self) -> Option<ParkedSocket> {
+        let (tcp, tls) = match std::mem::replace(self, MaybeTls::Detached) {
+            MaybeTls::Plain(tcp) => (tcp, None),
+            MaybeTls::Tls(tls) => match tls.detach() {
+                Ok((tcp, session)) => (tcp, Some(Box::new(session))),
+                Err(tls) => {
+                    *self = MaybeTls::Tls(Box::new(tls));
+                    return None;
+                }
+            },
+            MaybeTls::Detached => return None,
         };
         match tcp.into_std() {
-            Ok(std) => Some(std),
+            Ok(socket) => Some(ParkedSocket { socket, tls }),
             Err(error) => {
                 tracing::debug!(%error, "client socket not detached");
                 None
@@ -123,7 +161,7 @@ impl ClientStream {
     pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
         match self {
             MaybeTls::Plain(tcp) => tcp.peer_addr(),
-            MaybeTls::Tls(tls) => tls.get_ref().0.peer_addr(),
+            MaybeTls::Tls(tls) => tls.tcp().peer_addr(),
             MaybeTls::Detached => Err(detached()),
         }
     }

@@ -180,3 +180,88 @@ async fn direct_tls_requires_alpn_postgresql() {
         }
     }
 }
+
+/// A TLS client that reads slowly (a small receive buffer keeps pgferry's writes blocking)
+/// must still get the whole of a multi-megabyte result, its ReadyForQuery included, and then
+/// its next query answered: no ciphertext may stay queued in pgferry while it waits.
+// Two threads: the client reads on one while pgferry writes on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_tls_reader_gets_the_whole_large_result_and_its_next_answer() {
+    use tokio_postgres::tls::MakeTlsConnect;
+    let dir = temp_dir("tls-slow-reader");
+    let (config, ca) = tls_config(&dir, ClientTlsMode::Require);
+    let handle = start_proxy(config).await;
+    let addr = handle.client_addr();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = Trickle(socket.connect(addr).await.unwrap());
+    let tls =
+        MakeTlsConnect::<Trickle>::make_tls_connect(&mut tls_connector(&ca), "localhost").unwrap();
+    let pg_config: tokio_postgres::Config =
+        conn_string(addr, APP_USER, APP_PASSWORD, APP_DB, "require")
+            .parse()
+            .unwrap();
+    let (client, connection) = pg_config.connect_raw(tcp, tls).await.expect("TLS login");
+    tokio::spawn(connection);
+    let exchange = async {
+        let big = "SELECT repeat('x', 1000) FROM generate_series(1, 20000)";
+        let mut counts = Vec::new();
+        // Each round ends with a tail written to a full socket, likely but not certainly.
+        for _ in 0..3 {
+            let rows = client.simple_query(big).await.expect("large result");
+            let next = client.simple_query("SELECT 1").await.expect("next query");
+            counts.push((rows.len(), next.len()));
+        }
+        counts
+    };
+    let counts = tokio::time::timeout(std::time::Duration::from_secs(60), exchange).await;
+    let counts = counts.expect("a large result or the next answer never arrived");
+    // 20000 rows + CommandComplete (+ RowDescription in recent tokio-postgres); then 1 row.
+    for (rows, next) in counts {
+        assert!(rows >= 20_001, "{rows} messages");
+        assert!(next >= 2, "{next} messages");
+    }
+}
+
+/// A client socket that reads at most a few hundred bytes per call: a reader slower than
+/// pgferry's writer, so pgferry's socket is full when the result's last bytes are written.
+struct Trickle(TcpStream);
+
+impl tokio::io::AsyncRead for Trickle {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let mut small = [0u8; 256];
+        let mut part = tokio::io::ReadBuf::new(&mut small);
+        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, &mut part);
+        let n = part.filled().len().min(buf.remaining());
+        buf.put_slice(&part.filled()[..n]);
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Trickle {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}

@@ -43,6 +43,33 @@ async fn a_parked_client_is_resumed_by_its_next_query() {
 }
 
 #[tokio::test]
+async fn a_parked_tls_client_keeps_its_session_and_can_close_it() {
+    let (cert, key, ca) = proxy_cert(&pg().scratch_dir("parking-tls"));
+    let mut config = parking_config();
+    config.tls.mode = pgferry::config::ClientTlsMode::Require;
+    config.tls.cert_file = Some(cert);
+    config.tls.key_file = Some(key);
+    let handle = start_proxy(config).await;
+    let client = connect_tls(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB, &ca)
+        .await
+        .expect("TLS login");
+    for round in 0..3 {
+        wait_for_metric(&handle, PARKED, 1.0).await;
+        let long = "x".repeat(100_000);
+        let row = client
+            .query_one("SELECT $1::int, length($2::text)", &[&round, &long])
+            .await
+            .expect("a parked TLS client's query is served over the same TLS session");
+        assert_eq!(row.get::<_, i32>(0), round);
+        assert_eq!(row.get::<_, i32>(1), 100_000);
+    }
+    wait_for_metric(&handle, PARKED, 1.0).await;
+    drop(client);
+    wait_for_metric(&handle, IDLE, 0.0).await;
+    wait_for_metric(&handle, PARKED, 0.0).await;
+}
+
+#[tokio::test]
 async fn a_client_that_leaves_while_parked_is_cleaned_up() {
     let handle = start_proxy(parking_config()).await;
     let client = app_client(&handle).await;

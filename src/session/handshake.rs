@@ -6,6 +6,7 @@
 //! attacker's injection into the session that the client believes is encrypted.
 
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::BytesMut;
@@ -14,6 +15,7 @@ use tokio::net::TcpStream;
 
 use super::SessionContext;
 use crate::cancel::CancelKey;
+use crate::client_tls::ClientTls;
 use crate::config::ClientTlsMode;
 use crate::metrics::{RejectReason, TlsKind};
 use crate::protocol::messages::{self, Severity};
@@ -46,12 +48,12 @@ pub async fn open(tcp: TcpStream, ctx: &SessionContext) -> Opened {
 }
 
 async fn direct_tls(tcp: TcpStream, ctx: &SessionContext) -> Opened {
-    let Some(acceptor) = ctx.tls_acceptor() else {
+    let Some(config) = ctx.tls_config() else {
         tracing::debug!("direct TLS attempted but TLS is disabled");
         ctx.metrics.client_rejected(RejectReason::BadStartup);
         return Opened::Closed;
     };
-    let tls = match acceptor.accept(tcp).await {
+    let tls = match ClientTls::accept(tcp, Arc::clone(config)).await {
         Ok(tls) => tls,
         Err(error) => {
             ctx.metrics.tls_handshake(TlsKind::Direct, false);
@@ -71,7 +73,7 @@ async fn direct_tls(tcp: TcpStream, ctx: &SessionContext) -> Opened {
 
 fn alpn_is_postgresql(stream: &ClientStream) -> bool {
     match stream {
-        MaybeTls::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(ALPN_POSTGRESQL),
+        MaybeTls::Tls(tls) => tls.alpn_protocol() == Some(ALPN_POSTGRESQL),
         MaybeTls::Plain(_) | MaybeTls::Detached => false,
     }
 }
@@ -155,12 +157,12 @@ async fn answer_ssl_request(stream: ClientStream, ctx: &SessionContext) -> Optio
         .await;
         return None;
     }
-    let Some(acceptor) = ctx.tls_acceptor() else {
+    let Some(config) = ctx.tls_config() else {
         tcp.write_all(b"N").await.ok()?;
         return Some(MaybeTls::Plain(tcp));
     };
     tcp.write_all(b"S").await.ok()?;
-    match acceptor.accept(tcp).await {
+    match ClientTls::accept(tcp, Arc::clone(config)).await {
         Ok(tls) => {
             ctx.metrics.tls_handshake(TlsKind::SslRequest, true);
             Some(MaybeTls::Tls(Box::new(tls)))

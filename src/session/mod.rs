@@ -23,7 +23,6 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
-use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 pub use expect::{ExpectQueue, Route};
@@ -49,7 +48,8 @@ pub struct SessionContext {
     pub pools: Arc<PoolRegistry>,
     pub cancel: Arc<CancelRegistry>,
     pub metrics: Arc<Metrics>,
-    pub tls: Option<TlsAcceptor>,
+    /// The client listener's TLS configuration (none when client TLS is off).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Process-wide cache of named prepared statements (transaction mode).
     pub statements: prepared::StatementCache,
     /// Shutdown phases and the park clock (see [`signal::SessionSignal`]).
@@ -59,7 +59,7 @@ pub struct SessionContext {
 }
 
 impl SessionContext {
-    fn tls_acceptor(&self) -> Option<&TlsAcceptor> {
+    fn tls_config(&self) -> Option<&Arc<rustls::ServerConfig>> {
         self.tls
             .as_ref()
             .filter(|_| self.config.tls.mode != ClientTlsMode::Disable)

@@ -12,23 +12,21 @@
 //! out (checked at each park tick: the session then ends with 57P05, as it would have in the
 //! runtime, at most one park period late), and, all at once, when shutdown begins.
 //!
-//! Only plain sockets are parked; TLS sessions stay in the runtime.
+//! TLS sessions park too: the lot keeps their rustls state (keys) beside the socket.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use tokio::io::unix::AsyncFd;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::relay::Relay;
 use super::SessionContext;
 use crate::metrics::Metrics;
-use crate::stream::MaybeTls;
+use crate::stream::ParkedSocket;
 
 /// Events taken from the lot's epoll set per poll.
 const EVENTS_PER_POLL: usize = 256;
@@ -56,7 +54,7 @@ struct Slots {
 
 struct Parked {
     relay: Box<Relay>,
-    socket: std::net::TcpStream,
+    socket: ParkedSocket,
     /// When the session's `client_idle_timeout` runs out, if one applies.
     deadline: Option<Instant>,
 }
@@ -85,9 +83,9 @@ impl ParkingLot {
         ))
     }
 
-    /// Parks an idle session; hands it back when it cannot be parked (parking disabled, a TLS
-    /// stream, shutdown began, or the socket could not be registered), and the session then
-    /// goes on waiting in the runtime.
+    /// Parks an idle session; hands it back when it cannot be parked (parking disabled, TLS
+    /// bytes in flight, shutdown began, or the socket could not be registered), and the
+    /// session then goes on waiting in the runtime.
     pub(super) fn park(&self, mut relay: Box<Relay>) -> Result<(), Box<Relay>> {
         let Some(shared) = &self.shared else {
             return Err(relay);
@@ -97,20 +95,19 @@ impl ParkingLot {
             return Err(relay);
         }
         let deadline = relay.prepare_to_park();
-        let Some(socket) = relay.client.detach_plain() else {
+        let Some(socket) = relay.client.detach() else {
             return Err(relay);
         };
         let index = slots.free.pop().unwrap_or(slots.entries.len());
         let token = Token(index);
-        let registered = shared.registry.register(
-            &mut SourceFd(&socket.as_raw_fd()),
-            token,
-            Interest::READABLE,
-        );
+        let registered =
+            shared
+                .registry
+                .register(&mut SourceFd(&socket.raw_fd()), token, Interest::READABLE);
         if let Err(error) = registered {
             tracing::debug!(%error, "idle client not parked");
             slots.free.push(index);
-            relay.client = reattach(socket);
+            relay.client = socket.reattach();
             return Err(relay);
         }
         let parked = Some(Parked {
@@ -178,7 +175,7 @@ impl ParkingLot {
 impl Shared {
     /// Bookkeeping of a session leaving the lot: out of the epoll set and the gauge.
     fn leave(&self, parked: &Parked) {
-        let fd = parked.socket.as_raw_fd();
+        let fd = parked.socket.raw_fd();
         if let Err(error) = self.registry.deregister(&mut SourceFd(&fd)) {
             tracing::debug!(%error, "parked client socket not deregistered");
         }
@@ -194,25 +191,13 @@ fn lock(slots: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Puts a socket back into the runtime; a socket that cannot be registered is closed, and
-/// the session then ends as if its client had left.
-fn reattach(socket: std::net::TcpStream) -> crate::stream::ClientStream {
-    match TcpStream::from_std(socket) {
-        Ok(tcp) => MaybeTls::Plain(tcp),
-        Err(error) => {
-            tracing::warn!(%error, "parked client could not be resumed");
-            MaybeTls::Detached
-        }
-    }
-}
-
 /// Gives a session back to the runtime in a task of its own: to serve its client, or to end
 /// it with the idle-session timeout.
 fn resume(parked: Parked, timed_out: bool) {
     let Parked {
         mut relay, socket, ..
     } = parked;
-    relay.client = reattach(socket);
+    relay.client = socket.reattach();
     if timed_out {
         tokio::spawn(relay.end_idle());
     } else {

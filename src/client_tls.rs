@@ -148,10 +148,11 @@ impl ClientTls {
     /// Splits an idle session into its socket and its TLS state, for the parking lot; hands
     /// the session back unchanged while bytes are in flight (ciphertext queued or half-read,
     /// decrypted bytes not yet read), as those need the socket in the runtime.
-    pub fn detach(self) -> Result<(TcpStream, TlsSession), Self> {
+    pub fn detach(self: Box<Self>) -> Result<(TcpStream, TlsSession), Box<Self>> {
         let s = &self.session;
         if s.incoming.is_empty() && s.outgoing.is_empty() && s.stash.is_empty() && !s.failed {
-            Ok((self.tcp, self.session))
+            let ClientTls { tcp, session } = *self;
+            Ok((tcp, session))
         } else {
             Err(self)
         }

@@ -141,7 +141,7 @@ impl ClientStream {
             MaybeTls::Tls(tls) => match tls.detach() {
                 Ok((tcp, session)) => (tcp, Some(Box::new(session))),
                 Err(tls) => {
-                    *self = MaybeTls::Tls(Box::new(tls));
+                    *self = MaybeTls::Tls(tls);
                     return None;
                 }
             },

@@ -94,7 +94,6 @@ impl ParkingLot {
         if slots.closed {
             return Err(relay);
         }
-        let deadline = relay.prepare_to_park();
         let Some(socket) = relay.client.detach() else {
             return Err(relay);
         };
@@ -110,6 +109,8 @@ impl ParkingLot {
             relay.client = socket.reattach();
             return Err(relay);
         }
+        // Only now: a session handed back keeps its timer, so its idle timeout does not restart.
+        let deadline = relay.prepare_to_park();
         let parked = Some(Parked {
             relay,
             socket,

@@ -14,6 +14,7 @@ pub mod pool;
 pub mod protocol;
 pub mod server;
 pub mod session;
+mod spare;
 pub mod stream;
 pub mod tls;
 

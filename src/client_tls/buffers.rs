@@ -9,30 +9,30 @@ use std::cell::Cell;
 use bytes::BytesMut;
 use tokio::io::ReadBuf;
 
+use crate::spare::Spare;
+
 /// The largest TLS record on the wire: header, 16 KiB of plaintext and TLS 1.2's allowance
 /// for expansion (TLS 1.3 needs less).
 pub(super) const MAX_RECORD: usize = 5 + (1 << 14) + 2048;
 
-/// Buffers larger than this (grown for a big handshake message or write) are freed rather
-/// than kept as a spare.
+/// Send buffers larger than this (grown for a big handshake message or write) are freed
+/// rather than kept as a spare.
 const MAX_SPARE: usize = 4 * MAX_RECORD;
 
 thread_local! {
-    /// One empty ciphertext receive buffer per worker thread.
-    static SPARE_IN: Cell<Option<BytesMut>> = const { Cell::new(None) };
+    static SPARE_IN_SLOT: Cell<Option<BytesMut>> = const { Cell::new(None) };
     /// One empty ciphertext send buffer per worker thread.
     static SPARE_OUT: Cell<Option<Vec<u8>>> = const { Cell::new(None) };
 }
+
+/// One empty ciphertext receive buffer per worker thread (see [`crate::spare`]).
+static SPARE_IN: Spare = Spare::new(&SPARE_IN_SLOT, MAX_RECORD);
 
 /// Makes room in the receive buffer for the next socket read (a whole record when the buffer
 /// is fresh), taking the thread's spare when the buffer holds no memory.
 pub(super) fn reserve_incoming(buf: &mut BytesMut) {
     if buf.capacity() == 0 {
-        *buf = SPARE_IN
-            .try_with(Cell::take)
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| BytesMut::with_capacity(MAX_RECORD));
+        *buf = SPARE_IN.take();
     }
     if buf.capacity() - buf.len() < MAX_RECORD / 4 {
         buf.reserve(MAX_RECORD);
@@ -44,12 +44,7 @@ pub(super) fn release_incoming(buf: &mut BytesMut) {
     if !buf.is_empty() || buf.capacity() == 0 {
         return;
     }
-    let mut spare = std::mem::take(buf);
-    // Reclaims the room consumed records took at the front, so the size check is honest.
-    spare.reserve(MAX_RECORD);
-    if spare.capacity() <= MAX_SPARE {
-        let _ = SPARE_IN.try_with(|slot| slot.set(Some(spare)));
-    }
+    SPARE_IN.give_back(std::mem::take(buf));
 }
 
 /// Ciphertext waiting for the socket, in order; no memory while empty.

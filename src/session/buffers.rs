@@ -9,21 +9,21 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::spare::Spare;
+
 /// Reads reserve at least this much spare room so a burst is read in few syscalls.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Backend frames are trusted but still bounded (PostgreSQL's own limit is 1 GB).
 pub(super) const MAX_BACKEND_MESSAGE: usize = 1 << 30;
 
-/// Buffers larger than this (grown for one big message) are freed rather than kept as a spare.
-const MAX_SPARE: usize = 4 * READ_CHUNK;
-
 thread_local! {
-    /// One empty read buffer per worker thread, handed from a client that starts waiting to
-    /// the next one that has bytes to read: idle clients hold no buffer, and a busy proxy does
-    /// not pay a malloc and a free per transaction for that.
-    static SPARE: Cell<Option<BytesMut>> = const { Cell::new(None) };
+    static SPARE_SLOT: Cell<Option<BytesMut>> = const { Cell::new(None) };
 }
+
+/// One empty read buffer per worker thread, handed from a client that starts waiting to the
+/// next one that has bytes to read (see [`crate::spare`]).
+static SPARE: Spare = Spare::new(&SPARE_SLOT, READ_CHUNK);
 
 /// Makes room for the next read so a burst is read with few syscalls.
 pub(super) fn reserve(buf: &mut BytesMut) {
@@ -51,33 +51,15 @@ where
     R: AsyncRead + Unpin,
 {
     if buf.capacity() == 0 {
-        *buf = take_spare();
+        *buf = SPARE.take();
     }
     reserve(buf);
     // `read_buf` keeps no state between polls, so a fresh one per poll is equivalent.
     let polled = pin!(client.read_buf(buf)).poll(cx);
     if polled.is_pending() && buf.is_empty() {
-        give_back(std::mem::take(buf));
+        SPARE.give_back(std::mem::take(buf));
     }
     polled
-}
-
-/// The thread's spare buffer, or a new one.
-fn take_spare() -> BytesMut {
-    SPARE
-        .try_with(Cell::take)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
-}
-
-/// Keeps an empty buffer as the thread's spare (replacing any), unless it grew large.
-fn give_back(mut buf: BytesMut) {
-    // Reclaims the room consumed messages took at the front, so the size check is honest.
-    buf.reserve(READ_CHUNK);
-    if buf.capacity() <= MAX_SPARE {
-        let _ = SPARE.try_with(|spare| spare.set(Some(buf)));
-    }
 }
 
 #[cfg(test)]
@@ -126,14 +108,5 @@ mod tests {
         let waiting = poll_once(&mut proxy, &mut buf).await;
         assert!(waiting.is_pending());
         assert_eq!(&buf[..], b"par");
-    }
-
-    #[test]
-    fn large_buffers_are_not_kept() {
-        SPARE.with(Cell::take);
-        give_back(BytesMut::with_capacity(MAX_SPARE * 2));
-        assert!(SPARE.with(Cell::take).is_none());
-        give_back(BytesMut::with_capacity(READ_CHUNK));
-        assert!(SPARE.with(Cell::take).is_some());
     }
 }

@@ -122,11 +122,9 @@ pub async fn run_client(
     };
     // Nothing but the box lives across the long await, so the task stays small; the span
     // closes with the welcome.
-    let session = match Box::pin(welcome(stream, startup, pool, &ctx).instrument(span)).await {
-        Some(mut relay) => {
-            relay.admission = Some(admission);
-            Box::pin(Box::new(relay).run())
-        }
+    let welcome = welcome(stream, startup, pool, &ctx, admission);
+    let session = match Box::pin(welcome.instrument(span)).await {
+        Some(relay) => Box::pin(Box::new(relay).run()),
         None => return,
     };
     session.await;
@@ -198,6 +196,7 @@ async fn welcome(
     startup: StartupParams,
     pool: Arc<BackendPool>,
     ctx: &Arc<SessionContext>,
+    admission: OwnedSemaphorePermit,
 ) -> Option<Relay> {
     let baseline = match pool.baseline_params() {
         Some(baseline) => baseline,
@@ -252,7 +251,7 @@ async fn welcome(
         ),
         pins: Vec::new(),
         signals: ctx.signals.clone(),
-        admission: None,
+        _admission: admission,
         timer: None,
     })
 }

@@ -88,7 +88,7 @@ pub struct Relay {
     /// This session's view of [`SessionContext::signals`]: kept, not cloned per wait.
     pub(super) signals: watch::Receiver<SessionSignal>,
     /// The session's place under `max_client_connections`, held while parked too.
-    pub(super) admission: Option<OwnedSemaphorePermit>,
+    pub(super) _admission: OwnedSemaphorePermit,
     /// The idle timer, boxed and made on first use: by default no timeout applies, and an
     /// idle client then carries no room for one.
     pub(super) timer: Option<Pin<Box<Sleep>>>,

@@ -12,6 +12,8 @@
 #   BENCH_DURATION=10   seconds per pgbench run (3 is enough for a smoke run)
 #   BENCH_POOL_SIZE=16  backend connections per pooler
 #   BENCH_INSTALL=1     install PgBouncer with apt-get when missing; 0 = skip the PgBouncer column
+#   BENCH_SCENARIOS=""  space-separated scenario ids to run (default: all), e.g. "connect connect_tls"
+#   BENCH_ROUNDS=1      run the chosen scenarios this many times, each round printing its table
 #
 # Exit status: non-zero when any pgferry run had errors (failed or aborted transactions).
 # Note: pgbench, the poolers and PostgreSQL share this machine's cores; compare ratios, not
@@ -26,6 +28,8 @@ source benches/lib-bench.sh
 DURATION=${BENCH_DURATION:-10}
 POOL_SIZE=${BENCH_POOL_SIZE:-16}
 INSTALL=${BENCH_INSTALL:-1}
+ONLY=${BENCH_SCENARIOS:-}
+ROUNDS=${BENCH_ROUNDS:-1}
 STATE=""
 declare -A PORT=() RESULT=() FAILED=() CPU=()
 
@@ -102,10 +106,16 @@ run_one() {
   log "$id via $target: ${value:-none} $metric"
 }
 
+# chosen ID: true when BENCH_SCENARIOS is empty or names ID.
+chosen() {
+  [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]
+}
+
 run_scenarios() {
   local line id label metric args targets env target
   for line in "${SCENARIOS[@]}"; do
     IFS='|' read -r id label metric args targets env <<<"$line"
+    chosen "$id" || continue
     for target in $targets; do
       [ -n "${PORT[$target]:-}" ] || continue
       run_one "$id" "$metric" "$target" "$args" "$env"
@@ -136,6 +146,7 @@ print_table() {
     pgferry/pgbouncer pgferry/direct
   for line in "${SCENARIOS[@]}"; do
     IFS='|' read -r id label metric args targets <<<"$line"
+    chosen "$id" || continue
     d=$(cell "$id" direct)
     f=$(cell "$id" pgferry)
     b=$(cell "$id" pgbouncer)
@@ -147,7 +158,7 @@ print_table() {
     pgferry/pgbouncer
   for line in "${SCENARIOS[@]}"; do
     IFS='|' read -r id label metric args targets <<<"$line"
-    [[ $id == connect* ]] || continue
+    [[ $id == connect* ]] && chosen "$id" || continue
     f=${CPU[$id/pgferry]:-n/a}
     b=${CPU[$id/pgbouncer]:-n/a}
     printf '%-38s %10s %10s %17s\n' "$label" "$f" "$b" "$(ratio "$f" "$b")"
@@ -213,9 +224,15 @@ if [ "$HAVE_PGBOUNCER" = 1 ]; then
 fi
 printf 'pgferry:  %s\n' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
-run_scenarios
-print_table
-if pgferry_failed; then
+PGFERRY_ERRORS=0
+for ((round = 1; round <= ROUNDS; round++)); do
+  [ "$ROUNDS" -eq 1 ] || printf '\nround %s of %s\n' "$round" "$ROUNDS"
+  RESULT=() FAILED=() CPU=()
+  run_scenarios
+  print_table
+  if pgferry_failed; then PGFERRY_ERRORS=1; fi
+done
+if [ "$PGFERRY_ERRORS" = 1 ]; then
   log "some pgferry runs had errors; pgferry log tail:"
   tail -n 20 "$STATE/pgferry.log" >&2 || true
   exit 1

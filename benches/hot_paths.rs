@@ -13,8 +13,13 @@
 //! - `decode/*`: the two decoders that run on every transaction (ready_status) or every error.
 //! - `sql_scan/*`: the transaction-mode classification of every Query and Parse text; ordinary
 //!   statements must stay cheap (reported as bytes/s of SQL text).
+//! - `tls/server_handshake`: the server side of a full TLS 1.3 handshake with pgferry's own
+//!   listener configuration (ECDSA P-256 certificate, X25519, the client offering AES-256 first
+//!   as OpenSSL does): the crypto floor of every new TLS client, and the figure to compare when
+//!   judging another crypto provider.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -346,6 +351,77 @@ fn bench_sql_scan(c: &mut Criterion) {
     group.finish();
 }
 
+/// pgferry's listener configuration (through `tls::server_config`, from PEM files as in
+/// production) and a client trusting its fresh self-signed ECDSA P-256 certificate.
+fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .expect("rcgen certificate");
+    let dir = std::env::temp_dir().join(format!("pgferry-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("cert.pem"), certified.cert.pem()).expect("write cert");
+    std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).expect("write key");
+    let server = pgferry::tls::server_config(&dir.join("cert.pem"), &dir.join("key.pem"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(certified.cert.der().clone())
+        .expect("trust the certificate");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("client versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (server.expect("server config"), Arc::new(client))
+}
+
+/// Hands one side everything the other wrote and lets it process the flight.
+fn feed<D>(conn: &mut rustls::ConnectionCommon<D>, mut wire: &[u8]) {
+    while !wire.is_empty() {
+        conn.read_tls(&mut wire).expect("read_tls");
+    }
+    conn.process_new_packets().expect("peer's flight accepted");
+}
+
+/// One full handshake in memory, timing only the server's work (creating its connection,
+/// processing the client's flights, writing its own, dropping it).
+fn timed_server_handshake(
+    server: &Arc<rustls::ServerConfig>,
+    client: &Arc<rustls::ClientConfig>,
+) -> Duration {
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+    let mut client = rustls::ClientConnection::new(Arc::clone(client), name).expect("client");
+    let start = Instant::now();
+    let mut server = rustls::ServerConnection::new(Arc::clone(server)).expect("server");
+    let mut spent = start.elapsed();
+    while client.is_handshaking() || server.is_handshaking() {
+        let mut hello = Vec::new();
+        client.write_tls(&mut hello).expect("client write_tls");
+        let start = Instant::now();
+        feed(&mut server, &hello);
+        let mut answer = Vec::new();
+        server.write_tls(&mut answer).expect("server write_tls");
+        spent += start.elapsed();
+        feed(&mut client, &answer);
+    }
+    let start = Instant::now();
+    drop(black_box(server));
+    spent + start.elapsed()
+}
+
+fn bench_tls(c: &mut Criterion) {
+    let (server, client) = tls_configs();
+    let mut group = c.benchmark_group("tls");
+    group.bench_function("server_handshake", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| timed_server_handshake(&server, &client))
+                .sum()
+        })
+    });
+    group.finish();
+}
+
 /// Short runs: enough for a stable median on an idle machine, fast enough for `--quick`/CI.
 fn config() -> Criterion {
     Criterion::default()
@@ -357,6 +433,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_paths;
     config = config();
-    targets = bench_frame_scan, bench_startup, bench_scram, bench_decode, bench_sql_scan
+    targets = bench_frame_scan, bench_startup, bench_scram, bench_decode, bench_sql_scan, bench_tls
 }
 criterion_main!(hot_paths);

@@ -4,6 +4,11 @@
 //! ALPN protocol `postgresql`); pgferry reaches its backends (typically RDS) over TLS according
 //! to libpq's `sslmode` semantics. Every configuration is built with the `ring` provider
 //! explicitly, so nothing depends on a process-wide default provider being installed.
+//!
+//! ring rather than aws-lc-rs: measured, aws-lc-rs makes the server side of a handshake about
+//! 23 µs cheaper (faster X25519; `cargo bench --bench hot_paths -- tls` gives ~92 µs with
+//! ring), about 5 % of pgferry's CPU per new TLS client, which is mostly kernel and runtime
+//! time. Not worth a C library that costs over a minute of CPU per cold build.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -119,10 +119,20 @@ impl ClientTls {
     /// The handshake's last flight is sent before returning. Application data the client sent
     /// right behind its Finished message stays queued for the first read.
     pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<ClientTls> {
+        Self::accept_received(tcp, config, BytesMut::new()).await
+    }
+
+    /// [`Self::accept`] for a client whose first bytes (the start of its ClientHello) were
+    /// already read from `tcp`: they are the start of the ciphertext.
+    pub async fn accept_received(
+        tcp: TcpStream,
+        config: Arc<ServerConfig>,
+        received: BytesMut,
+    ) -> io::Result<ClientTls> {
         let conn = UnbufferedServerConnection::new(config).map_err(ClientTlsError::from)?;
         let session = TlsSession {
             conn,
-            incoming: BytesMut::new(),
+            incoming: received,
             outgoing: Outgoing::default(),
             stash: Stash::default(),
             peer_closed: false,

@@ -63,7 +63,9 @@ impl Proxy {
         }
         let pool_source: Arc<dyn PoolStateSource> = ctx.pools.clone();
         metrics.set_pool_source(Arc::downgrade(&pool_source));
-        let listener = bind(config.listen.addr).await?;
+        let addr = config.listen.addr;
+        let listener = crate::stream::bind_client_listener(addr)
+            .map_err(|source| StartError::Bind { addr, source })?;
         let client_addr = local_addr(&listener, config.listen.addr)?;
         let ready = spawn_health_checker(&config, Arc::clone(&metrics), shutdown_rx.clone()).await;
         let metrics_addr = match config.metrics.listen {
@@ -173,7 +175,7 @@ async fn accept_loop(
             },
             _ = shutdown.changed() => return,
         };
-        crate::stream::tune_socket(&tcp);
+        crate::stream::tune_accepted(&tcp);
         ctx.metrics.client_accepted();
         let ctx = Arc::clone(&ctx);
         match Arc::clone(&sessions).try_acquire_owned() {

@@ -4,11 +4,14 @@
 //! first and maybe TLS later; one enum keeps the relay code agnostic of which it got.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::client_tls::{ClientTls, TlsSession};
 
@@ -167,24 +170,97 @@ impl ClientStream {
     }
 }
 
-/// Applies the socket options both sides need: no Nagle delay (latency per round trip matters
-/// more than packet count) and TCP keepalive, so sockets of frozen Lambda containers and dead
-/// backends are eventually noticed.
-pub fn tune_socket(stream: &TcpStream) {
-    if let Err(error) = stream.set_nodelay(true) {
+/// Binds the client listener (`SO_REUSEADDR`, backlog 1024, as `TcpListener::bind` does) with
+/// the socket options every client socket needs already set on it. Linux copies them from the
+/// listening socket to each accepted one, which saves five `setsockopt` calls per connection:
+/// serverless clients connect per invocation, so that cost is paid per request.
+pub fn bind_client_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(target_os = "linux")]
+    tune_socket(SockRef::from(&socket));
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Tunes an accepted client socket where the listener's options are not inherited (see
+/// [`bind_client_listener`]); nothing to do on Linux.
+pub fn tune_accepted(stream: &TcpStream) {
+    #[cfg(not(target_os = "linux"))]
+    tune_socket(SockRef::from(stream));
+    #[cfg(target_os = "linux")]
+    let _ = stream;
+}
+
+/// The socket options client sockets need: no Nagle delay (latency per round trip matters more
+/// than packet count) and TCP keepalive, so sockets of frozen Lambda containers are eventually
+/// noticed. Failures are logged and ignored: the proxy works without them.
+fn tune_socket(socket: SockRef<'_>) {
+    if let Err(error) = socket.set_tcp_nodelay(true) {
         tracing::debug!(%error, "TCP_NODELAY not set");
     }
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(std::time::Duration::from_secs(60))
-        .with_interval(std::time::Duration::from_secs(10));
-    let socket = socket2::SockRef::from(stream);
-    if let Err(error) = socket.set_tcp_keepalive(&keepalive) {
+    if let Err(error) = socket.set_tcp_keepalive(&client_keepalive()) {
         tracing::debug!(%error, "TCP keepalive not set");
     }
-    // Unacknowledged writes fail after this long, so a frozen Lambda cannot keep a backend
-    // (or a write to it) hanging for the ~15 minutes of default TCP retransmission.
+    // Unacknowledged writes fail after this long, so a frozen Lambda cannot keep a write to it
+    // hanging for the ~15 minutes of default TCP retransmission.
     #[cfg(target_os = "linux")]
-    if let Err(error) = socket.set_tcp_user_timeout(Some(std::time::Duration::from_secs(60))) {
+    if let Err(error) = socket.set_tcp_user_timeout(Some(CLIENT_USER_TIMEOUT)) {
         tracing::debug!(%error, "TCP_USER_TIMEOUT not set");
+    }
+}
+
+/// Idle time before the first keepalive probe and between probes.
+const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// `TCP_USER_TIMEOUT` of client sockets.
+#[cfg(target_os = "linux")]
+const CLIENT_USER_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn client_keepalive() -> socket2::TcpKeepalive {
+    socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_TIME)
+        .with_interval(KEEPALIVE_INTERVAL)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The saving rests on Linux copying the listener's options to accepted sockets: checked
+    /// on an accepted socket, so a kernel that stopped doing it fails here.
+    #[tokio::test]
+    async fn accepted_sockets_inherit_the_listener_options() {
+        let listener = bind_client_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (accepted, _) = accepted.unwrap();
+        tune_accepted(&accepted);
+        let socket = SockRef::from(&accepted);
+        assert!(socket.tcp_nodelay().unwrap());
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), KEEPALIVE_TIME);
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(CLIENT_USER_TIMEOUT)
+        );
+    }
+
+    /// The control: a listener without the options gives sockets without them, so the test
+    /// above cannot pass by defaults.
+    #[tokio::test]
+    async fn plain_listener_sockets_lack_the_options() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (accepted, _) = accepted.unwrap();
+        let socket = SockRef::from(&accepted);
+        assert!(!socket.tcp_nodelay().unwrap());
+        assert!(!socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_user_timeout().unwrap(), None);
     }
 }

@@ -134,6 +134,19 @@ impl ScramExchange {
         Ok(server_first)
     }
 
+    /// Length of the shortest valid client-final-message of this exchange: the GS2 header
+    /// echoed as `c=`, the nonce as `r=`, a proof of [`KEY_LEN`] bytes as `p=`, no extensions
+    /// (what clients send). A read of this many bytes takes such a message whole and never
+    /// anything the client sends after it. `None` unless client-first was accepted.
+    pub fn client_final_len(&self) -> Option<usize> {
+        let Step::AwaitClientFinal(pending) = &self.step else {
+            return None;
+        };
+        let base64_len = |n: usize| n.div_ceil(3) * 4;
+        let echoed = base64_len(pending.gs2_header.len()) + pending.nonce.len();
+        Some("c=,r=,p=".len() + echoed + base64_len(KEY_LEN))
+    }
+
     /// Consumes the client-final-message (SASLResponse payload), verifies the proof and, on
     /// success, returns the server-final-message for AuthenticationSASLFinal.
     pub fn client_final(&mut self, message: &[u8]) -> Result<Vec<u8>, ScramError> {
@@ -381,6 +394,21 @@ mod tests {
         let text = String::from_utf8(first).unwrap();
         let nonce = text.split(',').next().unwrap().to_string();
         (ex, format!("c=biws,{nonce}"))
+    }
+
+    /// The read of client-final relies on this being exactly what a client sends, and on
+    /// nothing shorter being valid.
+    #[test]
+    fn client_final_len_is_the_standard_message_length() {
+        let proof = STANDARD.encode([0u8; 32]);
+        let (mut ex, good) = after_first();
+        let message = format!("{good},p={proof}");
+        assert_eq!(ex.client_final_len(), Some(message.len()));
+        assert_eq!(
+            ex.client_final(&message.as_bytes()[..message.len() - 1]),
+            Err(malformed("client proof is not 32 bytes of base64"))
+        );
+        assert_eq!(ex.client_final_len(), None);
     }
 
     #[test]

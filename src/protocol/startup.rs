@@ -2,6 +2,9 @@
 //! StartupMessage, parsed with explicit limits (size, parameter count) because it arrives before
 //! authentication, from anyone on the network.
 
+use std::io;
+
+use bytes::{Buf, BytesMut};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -80,17 +83,90 @@ pub struct StartupLimits {
     pub max_parameters: usize,
 }
 
-/// Reads one length-prefixed startup-phase packet (length field included in the result).
-pub async fn read_packet<S: AsyncRead + Unpin>(
+/// What the first read of a connection may take: a whole startup packet (or the start of a
+/// ClientHello) in one `recvfrom`, where a header read then a body read took two.
+pub const OPENING_READ: usize = 1024;
+
+/// Bytes received from a client during the opening and the login, read ahead of the packet
+/// being parsed. A read takes whatever has arrived (up to a limit its caller chooses), so a
+/// packet usually costs one read instead of header and body; bytes beyond the packet stay here
+/// for the next stage, which must consume them or refuse them (an SSLRequest followed by
+/// plaintext: CVE-2021-23214).
+#[derive(Debug, Default)]
+pub struct Inbox {
+    buf: BytesMut,
+    /// Length of the packet [`Self::take`] last returned, dropped from `buf` by the next call.
+    taken: usize,
+}
+
+impl Inbox {
+    /// An empty inbox whose first read can take `capacity` bytes without growing.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Inbox {
+            buf: BytesMut::with_capacity(capacity),
+            taken: 0,
+        }
+    }
+
+    /// Received bytes not yet taken.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.taken..]
+    }
+
+    /// Reads until at least `want` bytes are pending; the reads never bring the pending bytes
+    /// beyond `limit` (or `want`, if larger), so the caller decides how far to read ahead.
+    /// EOF before `want` bytes is `UnexpectedEof`.
+    pub async fn fill<S>(&mut self, stream: &mut S, want: usize, limit: usize) -> io::Result<()>
+    where
+        S: AsyncRead + Unpin,
+    {
+        self.drop_taken();
+        let limit = limit.max(want);
+        while self.buf.len() < want {
+            let room = limit - self.buf.len();
+            self.buf.reserve(room);
+            let mut limited = (&mut *stream).take(room as u64);
+            if limited.read_buf(&mut self.buf).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The next `len` pending bytes (at most what is pending), consumed: they stay readable
+    /// until the next call on the inbox.
+    pub fn take(&mut self, len: usize) -> &[u8] {
+        self.drop_taken();
+        self.taken = len.min(self.buf.len());
+        &self.buf[..self.taken]
+    }
+
+    /// The pending bytes, for the next owner of the stream (TLS, the relay).
+    pub fn into_pending(mut self) -> BytesMut {
+        self.drop_taken();
+        self.buf
+    }
+
+    fn drop_taken(&mut self) {
+        self.buf.advance(std::mem::take(&mut self.taken));
+    }
+}
+
+/// Reads one length-prefixed startup-phase packet into `inbox` and returns it (length field
+/// included), reading at most [`OPENING_READ`] bytes ahead. The length is checked before the
+/// body is awaited.
+pub async fn read_packet<'a, S: AsyncRead + Unpin>(
     stream: &mut S,
+    inbox: &'a mut Inbox,
     max_packet_size: usize,
-) -> Result<Vec<u8>, StartupError> {
-    let mut len_bytes = [0u8; 4];
-    stream
-        .read_exact(&mut len_bytes)
-        .await
-        .map_err(|_| StartupError::Eof)?;
-    let len = i32::from_be_bytes(len_bytes);
+) -> Result<&'a [u8], StartupError> {
+    let eof = |_| StartupError::Eof;
+    inbox.fill(stream, 4, OPENING_READ).await.map_err(eof)?;
+    let (len_bytes, _) = inbox
+        .pending()
+        .split_first_chunk::<4>()
+        .ok_or(StartupError::Eof)?;
+    let len = i32::from_be_bytes(*len_bytes);
     if len < 8 {
         return Err(StartupError::BadLength(len.into()));
     }
@@ -101,13 +177,8 @@ pub async fn read_packet<S: AsyncRead + Unpin>(
             max: max_packet_size,
         });
     }
-    let mut packet = vec![0u8; len];
-    packet[..4].copy_from_slice(&len_bytes);
-    stream
-        .read_exact(&mut packet[4..])
-        .await
-        .map_err(|_| StartupError::Eof)?;
-    Ok(packet)
+    inbox.fill(stream, len, OPENING_READ).await.map_err(eof)?;
+    Ok(inbox.take(len))
 }
 
 /// Parses a packet returned by [`read_packet`].
@@ -281,20 +352,57 @@ mod tests {
 
     #[tokio::test]
     async fn read_packet_enforces_limits() {
+        let mut inbox = Inbox::default();
         let mut big: &[u8] = &[0, 0, 0x30, 0, 1, 2];
         assert!(matches!(
-            read_packet(&mut big, 10_000).await,
+            read_packet(&mut big, &mut inbox, 10_000).await,
             Err(StartupError::TooLarge { .. })
         ));
-        let mut tiny: &[u8] = &[0, 0, 0, 4];
+        let (mut inbox, mut tiny): (_, &[u8]) = (Inbox::default(), &[0, 0, 0, 4]);
         assert_eq!(
-            read_packet(&mut tiny, 10_000).await,
+            read_packet(&mut tiny, &mut inbox, 10_000).await,
             Err(StartupError::BadLength(4))
         );
-        let mut short: &[u8] = &[0, 0, 0, 12, 1];
+        let (mut inbox, mut short): (_, &[u8]) = (Inbox::default(), &[0, 0, 0, 12, 1]);
         assert_eq!(
-            read_packet(&mut short, 10_000).await,
+            read_packet(&mut short, &mut inbox, 10_000).await,
             Err(StartupError::Eof)
         );
+    }
+
+    /// Two packets that arrived together: the first read takes both, the second packet is
+    /// served from the inbox, and what follows it stays pending.
+    #[tokio::test]
+    async fn read_packet_keeps_what_arrived_behind_a_packet() {
+        let mut wire = packet(SSL_REQUEST_CODE, b"");
+        wire.extend_from_slice(&packet(196_608, b"user\0u\0\0"));
+        wire.extend_from_slice(b"rest");
+        let (mut inbox, mut stream) = (Inbox::default(), wire.as_slice());
+        let first = read_packet(&mut stream, &mut inbox, 10_000).await.unwrap();
+        assert_eq!(parse_packet(first, LIMITS), Ok(InitialPacket::SslRequest));
+        assert!(stream.is_empty(), "one read took everything");
+        assert_eq!(inbox.pending().len(), 16 + 4);
+        let second = read_packet(&mut stream, &mut inbox, 10_000).await.unwrap();
+        assert!(matches!(
+            parse_packet(second, LIMITS),
+            Ok(InitialPacket::Startup(_))
+        ));
+        assert_eq!(inbox.pending(), b"rest");
+        assert_eq!(&inbox.into_pending()[..], b"rest");
+    }
+
+    /// `fill` never reads past its limit, so bytes meant for a later owner stay in the stream.
+    #[tokio::test]
+    async fn fill_reads_no_further_than_its_limit() {
+        let (mut inbox, mut stream): (_, &[u8]) = (Inbox::default(), b"0123456789");
+        inbox.fill(&mut stream, 2, 6).await.unwrap();
+        assert_eq!(inbox.pending(), b"012345");
+        assert_eq!(stream, b"6789");
+        assert_eq!(inbox.take(4), b"0123");
+        inbox.fill(&mut stream, 5, 5).await.unwrap();
+        assert_eq!(inbox.pending(), b"45678");
+        assert_eq!(stream, b"9");
+        let eof = inbox.fill(&mut stream, 9, 9).await.unwrap_err();
+        assert_eq!(eof.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -5,12 +5,10 @@
 //! behind an SSLRequest are refused before answering it (CVE-2021-23214): they could only be an
 //! attacker's injection into the session that the client believes is encrypted.
 
-use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::Poll;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::SessionContext;
@@ -20,7 +18,7 @@ use crate::config::ClientTlsMode;
 use crate::metrics::{RejectReason, TlsKind};
 use crate::protocol::messages::{self, Severity};
 use crate::protocol::sqlstate;
-use crate::protocol::startup::{self, InitialPacket, StartupError, StartupParams};
+use crate::protocol::startup::{self, Inbox, InitialPacket, StartupError, StartupParams};
 use crate::stream::{ClientStream, MaybeTls};
 use crate::tls::ALPN_POSTGRESQL;
 
@@ -29,31 +27,42 @@ const TLS_HANDSHAKE_BYTE: u8 = 0x16;
 
 /// What the opening of a connection amounted to.
 pub enum Opened {
-    /// A client that wants a session, with its (maybe encrypted) stream.
-    Session(ClientStream, StartupParams),
+    /// A client that wants a session, with its (maybe encrypted) stream and what it sent
+    /// behind its startup packet (normally nothing).
+    Session(ClientStream, StartupParams, Inbox),
     /// A cancel request: handled, then the connection closes.
     Cancel(CancelKey),
     /// The client was refused (and told why, where possible) or went away.
     Closed,
 }
 
-/// Runs the opening exchange on a freshly accepted socket.
-pub async fn open(tcp: TcpStream, ctx: &SessionContext) -> Opened {
-    let mut first = [0u8; 1];
-    match tcp.peek(&mut first).await {
-        Ok(1) if first[0] == TLS_HANDSHAKE_BYTE => direct_tls(tcp, ctx).await,
-        Ok(1) => negotiate(MaybeTls::Plain(tcp), ctx).await,
-        _ => Opened::Closed,
+/// Runs the opening exchange on a freshly accepted socket. Its first read takes what the
+/// client sent (normally the whole startup packet or SSLRequest); its first byte tells direct
+/// TLS, whose ClientHello bytes then go to the TLS session, from the in-band kinds.
+pub async fn open(mut tcp: TcpStream, ctx: &SessionContext) -> Opened {
+    let mut inbox = Inbox::with_capacity(startup::OPENING_READ);
+    if inbox
+        .fill(&mut tcp, 1, startup::OPENING_READ)
+        .await
+        .is_err()
+    {
+        return Opened::Closed;
+    }
+    if inbox.pending().first() == Some(&TLS_HANDSHAKE_BYTE) {
+        direct_tls(tcp, inbox, ctx).await
+    } else {
+        negotiate(MaybeTls::Plain(tcp), inbox, ctx).await
     }
 }
 
-async fn direct_tls(tcp: TcpStream, ctx: &SessionContext) -> Opened {
+async fn direct_tls(tcp: TcpStream, hello: Inbox, ctx: &SessionContext) -> Opened {
     let Some(config) = ctx.tls_config() else {
         tracing::debug!("direct TLS attempted but TLS is disabled");
         ctx.metrics.client_rejected(RejectReason::BadStartup);
         return Opened::Closed;
     };
-    let tls = match ClientTls::accept(tcp, Arc::clone(config)).await {
+    let received = hello.into_pending();
+    let tls = match ClientTls::accept_received(tcp, Arc::clone(config), received).await {
         Ok(tls) => tls,
         Err(error) => {
             ctx.metrics.tls_handshake(TlsKind::Direct, false);
@@ -68,7 +77,7 @@ async fn direct_tls(tcp: TcpStream, ctx: &SessionContext) -> Opened {
             "received direct SSL connection request without ALPN protocol negotiation extension";
         return refuse(&mut stream, ctx, None, sqlstate::PROTOCOL_VIOLATION, msg).await;
     }
-    negotiate(stream, ctx).await
+    negotiate(stream, Inbox::default(), ctx).await
 }
 
 fn alpn_is_postgresql(stream: &ClientStream) -> bool {
@@ -80,19 +89,20 @@ fn alpn_is_postgresql(stream: &ClientStream) -> bool {
 
 /// Reads startup-phase packets until a StartupMessage or CancelRequest, upgrading to TLS when
 /// asked. At most one SSLRequest and one GSSENCRequest are honoured, as in PostgreSQL.
-async fn negotiate(mut stream: ClientStream, ctx: &SessionContext) -> Opened {
+async fn negotiate(mut stream: ClientStream, mut inbox: Inbox, ctx: &SessionContext) -> Opened {
     let limits = ctx.startup_limits();
     let (mut ssl_done, mut gss_done) = (stream.is_tls(), false);
     loop {
-        let packet = match startup::read_packet(&mut stream, limits.max_packet_size).await {
-            Ok(packet) => packet,
+        let read = startup::read_packet(&mut stream, &mut inbox, limits.max_packet_size).await;
+        let packet = match read {
+            Ok(packet) => startup::parse_packet(packet, limits),
             Err(StartupError::Eof) => return Opened::Closed,
             Err(error) => return refuse_startup(&mut stream, ctx, &error).await,
         };
-        match startup::parse_packet(&packet, limits) {
+        match packet {
             Ok(InitialPacket::SslRequest) if !ssl_done => {
                 ssl_done = true;
-                stream = match answer_ssl_request(stream, ctx).await {
+                stream = match answer_ssl_request(stream, &inbox, ctx).await {
                     Some(stream) => stream,
                     None => return Opened::Closed,
                 };
@@ -112,7 +122,7 @@ async fn negotiate(mut stream: ClientStream, ctx: &SessionContext) -> Opened {
                     secret_key,
                 })
             }
-            Ok(InitialPacket::Startup(params)) => return admit(stream, params, ctx).await,
+            Ok(InitialPacket::Startup(params)) => return admit(stream, params, inbox, ctx).await,
             Ok(_) => {
                 let error = StartupError::Malformed("repeated encryption request");
                 return refuse_startup(&mut stream, ctx, &error).await;
@@ -123,7 +133,12 @@ async fn negotiate(mut stream: ClientStream, ctx: &SessionContext) -> Opened {
 }
 
 /// Enforces the TLS policy on a StartupMessage.
-async fn admit(mut stream: ClientStream, params: StartupParams, ctx: &SessionContext) -> Opened {
+async fn admit(
+    mut stream: ClientStream,
+    params: StartupParams,
+    inbox: Inbox,
+    ctx: &SessionContext,
+) -> Opened {
     if ctx.tls_mode() == ClientTlsMode::Require && !stream.is_tls() {
         ctx.metrics.client_rejected(RejectReason::TlsRequired);
         let msg = "pgferry requires TLS: connect with sslmode=require (or verify-ca/verify-full)";
@@ -136,15 +151,22 @@ async fn admit(mut stream: ClientStream, params: StartupParams, ctx: &SessionCon
         )
         .await;
     }
-    Opened::Session(stream, params)
+    Opened::Session(stream, params, inbox)
 }
 
-/// Answers an SSLRequest with `S` (then performs the TLS handshake) or `N`.
-async fn answer_ssl_request(stream: ClientStream, ctx: &SessionContext) -> Option<ClientStream> {
+/// Answers an SSLRequest with `S` (then performs the TLS handshake) or `N`. Bytes that were
+/// read along with the SSLRequest are refused, as PostgreSQL does: they were sent in plaintext
+/// but would be taken as the first bytes of the encrypted session. (Bytes still in the socket
+/// go to the TLS handshake, which rejects them.)
+async fn answer_ssl_request(
+    stream: ClientStream,
+    inbox: &Inbox,
+    ctx: &SessionContext,
+) -> Option<ClientStream> {
     let MaybeTls::Plain(mut tcp) = stream else {
         return None;
     };
-    if has_buffered_bytes(&tcp).await {
+    if !inbox.pending().is_empty() {
         ctx.metrics.client_rejected(RejectReason::BadStartup);
         let mut stream = MaybeTls::Plain(tcp);
         refuse(
@@ -173,19 +195,6 @@ async fn answer_ssl_request(stream: ClientStream, ctx: &SessionContext) -> Optio
             None
         }
     }
-}
-
-/// True if bytes are already waiting on the socket (checked without blocking or consuming).
-async fn has_buffered_bytes(tcp: &TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    poll_fn(|cx| {
-        let mut buf = ReadBuf::new(&mut byte);
-        match tcp.poll_peek(cx, &mut buf) {
-            Poll::Ready(Ok(n)) => Poll::Ready(n > 0),
-            Poll::Ready(Err(_)) | Poll::Pending => Poll::Ready(false),
-        }
-    })
-    .await
 }
 
 async fn refuse_startup(

@@ -35,7 +35,7 @@ use crate::metrics::{ClientState, LoginResult, Metrics, RejectReason};
 use crate::pool::{BackendPool, PoolRegistry};
 use crate::protocol::frame::FrameScanner;
 use crate::protocol::messages;
-use crate::protocol::startup::{StartupLimits, StartupParams};
+use crate::protocol::startup::{Inbox, StartupLimits, StartupParams};
 use crate::stream::ClientStream;
 use handshake::Opened;
 use login::LoginError;
@@ -111,7 +111,7 @@ pub async fn run_client(
     // and login's state for its whole life.
     let login_timeout = ctx.config.limits.login_timeout;
     let login = tokio::time::timeout(login_timeout, open_session(tcp, &ctx));
-    let (stream, startup, pool) = match Box::pin(login.instrument(span.clone())).await {
+    let (stream, startup, pool, early) = match Box::pin(login.instrument(span.clone())).await {
         Ok(Some(logged_in)) => logged_in,
         Ok(None) => return,
         Err(_) => {
@@ -122,7 +122,7 @@ pub async fn run_client(
     };
     // Nothing but the box lives across the long await, so the task stays small; the span
     // closes with the welcome.
-    let welcome = welcome(stream, startup, pool, &ctx, admission);
+    let welcome = welcome(stream, startup, pool, &ctx, admission, early);
     let session = match Box::pin(welcome.instrument(span)).await {
         Some(relay) => Box::pin(Box::new(relay).run()),
         None => return,
@@ -130,12 +130,14 @@ pub async fn run_client(
     session.await;
 }
 
-/// A client that passed authentication, with the pool it is routed to.
-type LoggedIn = (ClientStream, StartupParams, Arc<BackendPool>);
+/// A client that passed authentication, with the pool it is routed to and whatever it sent
+/// behind its last login message that the login read (normally nothing: see
+/// [`login::authenticate`]).
+type LoggedIn = (ClientStream, StartupParams, Arc<BackendPool>, BytesMut);
 
 async fn open_session(tcp: TcpStream, ctx: &Arc<SessionContext>) -> Option<LoggedIn> {
     match handshake::open(tcp, ctx).await {
-        Opened::Session(stream, startup) => log_in(stream, startup, ctx).await,
+        Opened::Session(stream, startup, inbox) => log_in(stream, startup, inbox, ctx).await,
         Opened::Cancel(key) => {
             ctx.cancel.cancel(key).await;
             None
@@ -147,6 +149,7 @@ async fn open_session(tcp: TcpStream, ctx: &Arc<SessionContext>) -> Option<Logge
 async fn log_in(
     mut stream: ClientStream,
     startup: StartupParams,
+    mut inbox: Inbox,
     ctx: &Arc<SessionContext>,
 ) -> Option<LoggedIn> {
     let span = tracing::Span::current();
@@ -157,7 +160,7 @@ async fn log_in(
         messages::negotiate_protocol_version(&mut out, startup.protocol_options.clone());
         stream.write_all(&out).await.ok()?;
     }
-    let pool = match authenticate_and_route(&mut stream, &startup, ctx).await {
+    let pool = match authenticate_and_route(&mut stream, &mut inbox, &startup, ctx).await {
         Ok(pool) => pool,
         Err(LoginError::Gone) => return None,
         Err(LoginError::Refused {
@@ -170,15 +173,23 @@ async fn log_in(
             return None;
         }
     };
-    Some((stream, startup, pool))
+    // An empty inbox is dropped: the relay takes a read buffer only when bytes arrive.
+    let early = inbox.into_pending();
+    let early = if early.is_empty() {
+        BytesMut::new()
+    } else {
+        early
+    };
+    Some((stream, startup, pool, early))
 }
 
 async fn authenticate_and_route(
     stream: &mut ClientStream,
+    inbox: &mut Inbox,
     startup: &StartupParams,
     ctx: &SessionContext,
 ) -> Result<Arc<BackendPool>, LoginError> {
-    login::authenticate(stream, startup, ctx).await?;
+    login::authenticate(stream, inbox, startup, ctx).await?;
     ctx.pools
         .route(&startup.database, &startup.user)
         .map_err(|e| LoginError::Refused {
@@ -197,6 +208,7 @@ async fn welcome(
     pool: Arc<BackendPool>,
     ctx: &Arc<SessionContext>,
     admission: OwnedSemaphorePermit,
+    early: BytesMut,
 ) -> Option<Relay> {
     let baseline = match pool.baseline_params() {
         Some(baseline) => baseline,
@@ -237,7 +249,7 @@ async fn welcome(
     Some(Relay {
         ctx: Arc::clone(ctx),
         client: stream,
-        client_buf: BytesMut::new(),
+        client_buf: early,
         client_scan: FrameScanner::new(),
         pool,
         held: None,
@@ -261,7 +273,7 @@ async fn welcome(
 /// Cancel requests are still honoured: at the limit, cancelling a runaway query matters most.
 pub async fn refuse_opening(tcp: TcpStream, ctx: &SessionContext, message: &str) {
     match handshake::open(tcp, ctx).await {
-        Opened::Session(mut stream, startup) => {
+        Opened::Session(mut stream, startup, _) => {
             ctx.metrics.client_rejected(RejectReason::MaxClients);
             let code = crate::protocol::sqlstate::TOO_MANY_CONNECTIONS;
             handshake::refuse(&mut stream, ctx, Some(&startup), code, message).await;

@@ -14,7 +14,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncRead;
-use tokio::sync::oneshot;
 
 use super::slots::{ConnectFailure, Grant, Lent, PoolConn, Slot, Slots, Take};
 use crate::config::{DatabaseConfig, Limits, PoolMode};
@@ -158,6 +157,10 @@ impl BackendPool {
                 },
                 Grant::Open(slot) => return self.open(slot).await.map_err(CheckoutError::from),
                 Grant::Failed(failure) => return Err(failure.into()),
+                Grant::Expired => {
+                    self.metrics.checkout_timeout();
+                    return Err(self.exhausted());
+                }
             }
         }
         Err(CheckoutError::Backend {
@@ -169,26 +172,17 @@ impl BackendPool {
         })
     }
 
-    /// What the pool grants now, or after waiting this client's turn.
+    /// What the pool grants now, or after waiting this client's turn (the upkeep task sends
+    /// [`Grant::Expired`] when `query_wait_timeout` runs out first).
     async fn next_grant(&self, started: Instant) -> Result<Grant<Box<ServerConn>>, CheckoutError> {
-        let mut receiver = match self.slots.take() {
-            Take::Now(grant) => return Ok(grant),
-            Take::Queued(receiver) => receiver,
-        };
-        let _waiting = Waiting::new(&self.waiting);
-        let deadline = tokio::time::Instant::from_std(started + self.query_wait_timeout);
-        tokio::select! {
-            grant = &mut receiver => return grant.map_err(|_| self.exhausted()),
-            () = tokio::time::sleep_until(deadline) => {}
+        match self.slots.take(started + self.query_wait_timeout) {
+            Take::Now(grant) => Ok(grant),
+            Take::Queued(receiver) => {
+                let _waiting = Waiting::new(&self.waiting);
+                // The sender is dropped unanswered only if the pool itself is gone.
+                receiver.await.map_err(|_| self.exhausted())
+            }
         }
-        // A grant sent just as the timer fired is still used rather than dropped.
-        receiver.close();
-        receiver
-            .try_recv()
-            .map_err(|_: oneshot::error::TryRecvError| {
-                self.metrics.checkout_timeout();
-                self.exhausted()
-            })
     }
 
     fn exhausted(&self) -> CheckoutError {
@@ -240,11 +234,13 @@ impl BackendPool {
         }
     }
 
-    /// Starts the background upkeep of this pool: warm connections up to `min_pool_size`, and
-    /// close idle ones past `server_idle_timeout` or `server_lifetime`. It ends with the pool.
+    /// Starts the background upkeep of this pool: warm connections up to `min_pool_size`, close
+    /// idle ones past `server_idle_timeout` or `server_lifetime`, and end waits that ran past
+    /// `query_wait_timeout`. It ends with the pool.
     pub fn start_upkeep(self: &Arc<Self>) {
         let period = upkeep_period(self.idle_timeout, self.slots.max_lifetime());
         tokio::spawn(upkeep(Arc::downgrade(self), period));
+        tokio::spawn(expire_waits(Arc::downgrade(self), Arc::clone(&self.slots)));
     }
 
     /// One round of upkeep: close what aged out, then open what `min_pool_size` lacks (one at a
@@ -344,6 +340,27 @@ async fn upkeep(pool: Weak<BackendPool>, period: Duration) {
         pool.tend().await;
         drop(pool);
         tokio::time::sleep(period).await;
+    }
+}
+
+/// Ends waits at their deadline, head of the queue first: one timer for the whole pool instead
+/// of one per waiting client. It sleeps until the head's deadline, or until a client queues
+/// behind nobody; the pool's `Drop` wakes it to end.
+async fn expire_waits(pool: Weak<BackendPool>, slots: Arc<Slots<Box<ServerConn>>>) {
+    while pool.strong_count() > 0 {
+        match slots.expire(Instant::now()) {
+            Some(deadline) => tokio::select! {
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+                () = slots.queue_started() => {}
+            },
+            None => slots.queue_started().await,
+        }
+    }
+}
+
+impl Drop for BackendPool {
+    fn drop(&mut self) {
+        self.slots.wake_expiry();
     }
 }
 

@@ -5,15 +5,17 @@
 //! connection ([`Lent`]), or by a client opening a new connection ([`Slot`] in
 //! [`Grant::Open`]). Whenever a place or a connection comes free it goes straight to the
 //! longest-waiting client (hand-off), so waiting is FIFO by construction and a returned
-//! connection never passes through the idle list while someone waits. Nothing here awaits or
-//! does I/O: the lock is held only for a few pointer moves, and every guard that could take the
-//! lock again in its `Drop` is dropped after the lock is released.
+//! connection never passes through the idle list while someone waits. Waiting arms no timer:
+//! every client waits the same `query_wait_timeout`, so queue order is deadline order, and one
+//! task per pool ([`Slots::expire`]) ends the waits that ran out, head first. Nothing here
+//! awaits or does I/O: the lock is held only for a few pointer moves, and every guard that could
+//! take the lock again in its `Drop` is dropped after the lock is released.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 /// What the pool needs to know about a connection to decide whether it may be reused.
 pub trait PoolConn: Send + 'static {
@@ -40,6 +42,8 @@ pub enum Grant<C: PoolConn> {
     Open(Slot<C>),
     /// Opening a connection failed while this client waited.
     Failed(ConnectFailure),
+    /// The client's deadline passed before its turn came.
+    Expired,
 }
 
 /// The outcome of asking for a connection without waiting.
@@ -77,13 +81,21 @@ pub struct Slots<C: PoolConn> {
     size: u32,
     max_lifetime: Option<Duration>,
     state: Mutex<State<C>>,
+    /// Wakes the expiring task when a client queues behind nobody (its deadline is new).
+    first_waiter: Notify,
+}
+
+struct Waiter<C: PoolConn> {
+    deadline: Instant,
+    sender: oneshot::Sender<Grant<C>>,
 }
 
 struct State<C: PoolConn> {
     /// Most recently returned last: reuse takes the warmest connection, and the coldest ones
     /// age out under `server_idle_timeout` when the load drops.
     idle: Vec<C>,
-    waiters: VecDeque<oneshot::Sender<Grant<C>>>,
+    /// Queued clients, each with its deadline; deadlines only grow along the queue.
+    waiters: VecDeque<Waiter<C>>,
     /// Places held: idle + borrowed + being opened.
     open: u32,
 }
@@ -99,6 +111,7 @@ impl<C: PoolConn> Slots<C> {
                 waiters: VecDeque::new(),
                 open: 0,
             }),
+            first_waiter: Notify::new(),
         })
     }
 
@@ -106,8 +119,9 @@ impl<C: PoolConn> Slots<C> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// An idle connection, else a free place, else a place in the queue.
-    pub fn take(self: &Arc<Self>) -> Take<C> {
+    /// An idle connection, else a free place, else a place in the queue until `deadline`
+    /// (always the same distance from now, so the queue stays in deadline order).
+    pub fn take(self: &Arc<Self>, deadline: Instant) -> Take<C> {
         let mut state = self.lock();
         if let Some(conn) = state.idle.pop() {
             return Take::Now(Grant::Conn(Lent {
@@ -120,16 +134,44 @@ impl<C: PoolConn> Slots<C> {
             return Take::Now(Grant::Open(self.armed_slot()));
         }
         // Waiters that gave up leave their sender behind; drop those at the head first.
-        while state
-            .waiters
-            .front()
-            .is_some_and(oneshot::Sender::is_closed)
-        {
+        while state.waiters.front().is_some_and(|w| w.sender.is_closed()) {
             state.waiters.pop_front();
         }
         let (sender, receiver) = oneshot::channel();
-        state.waiters.push_back(sender);
+        let first = state.waiters.is_empty();
+        state.waiters.push_back(Waiter { deadline, sender });
+        drop(state);
+        if first {
+            self.first_waiter.notify_one();
+        }
         Take::Queued(receiver)
+    }
+
+    /// Ends the waits whose deadline is past `now` (they get [`Grant::Expired`]); returns the
+    /// next deadline to come back at, if anyone still waits.
+    pub fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut state = self.lock();
+        while let Some(waiter) = state.waiters.front() {
+            if waiter.deadline > now {
+                return Some(waiter.deadline);
+            }
+            if let Some(waiter) = state.waiters.pop_front() {
+                // A waiter that gave up is gone; nothing to tell it.
+                let _ = waiter.sender.send(Grant::Expired);
+            }
+        }
+        None
+    }
+
+    /// Resolves when a client queued behind nobody since the last call (or
+    /// [`Slots::wake_expiry`] was called): the expiring task then learns the new deadline.
+    pub async fn queue_started(&self) {
+        self.first_waiter.notified().await;
+    }
+
+    /// Wakes the expiring task (so it notices the pool is gone).
+    pub fn wake_expiry(&self) {
+        self.first_waiter.notify_one();
     }
 
     /// A free place when the pool has one (for keeping `min_pool_size` connections warm).
@@ -146,7 +188,7 @@ impl<C: PoolConn> Slots<C> {
         let waiters = std::mem::take(&mut self.lock().waiters);
         for waiter in waiters {
             // A waiter that gave up is gone; nothing to tell it.
-            let _ = waiter.send(Grant::Failed(failure.clone()));
+            let _ = waiter.sender.send(Grant::Failed(failure.clone()));
         }
     }
 
@@ -180,7 +222,11 @@ impl<C: PoolConn> Slots<C> {
         Occupancy {
             open: state.open,
             idle: state.idle.len() as u32,
-            waiting: state.waiters.iter().filter(|w| !w.is_closed()).count() as u32,
+            waiting: state
+                .waiters
+                .iter()
+                .filter(|w| !w.sender.is_closed())
+                .count() as u32,
         }
     }
 
@@ -205,7 +251,7 @@ impl<C: PoolConn> Slots<C> {
     /// Hands `grant` to the longest-waiting live client; gives it back when nobody waits.
     fn offer(state: &mut State<C>, mut grant: Grant<C>) -> Option<Grant<C>> {
         while let Some(waiter) = state.waiters.pop_front() {
-            match waiter.send(grant) {
+            match waiter.sender.send(grant) {
                 Ok(()) => return None,
                 Err(returned) => grant = returned,
             }
@@ -227,7 +273,7 @@ impl<C: PoolConn> Grant<C> {
                 slot.armed = false;
                 None
             }
-            Grant::Failed(_) => None,
+            Grant::Failed(_) | Grant::Expired => None,
         }
     }
 }

@@ -30,6 +30,10 @@ fn fake(id: u32) -> Fake {
     }
 }
 
+fn later() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
 fn ago(seconds: u64) -> Instant {
     Instant::now()
         .checked_sub(Duration::from_secs(seconds))
@@ -38,14 +42,14 @@ fn ago(seconds: u64) -> Instant {
 
 /// Opens a connection `id` through a free place, as a checkout would.
 fn open(slots: &Arc<Slots<Fake>>, id: u32) -> Lent<Fake> {
-    match slots.take() {
+    match slots.take(later()) {
         Take::Now(Grant::Open(slot)) => slot.fill(fake(id)),
         _ => panic!("expected a free place"),
     }
 }
 
 fn queued(slots: &Arc<Slots<Fake>>) -> oneshot::Receiver<Grant<Fake>> {
-    match slots.take() {
+    match slots.take(later()) {
         Take::Queued(receiver) => receiver,
         _ => panic!("expected to queue"),
     }
@@ -106,7 +110,7 @@ fn a_clean_connection_nobody_waits_for_is_reused_newest_first() {
     a.give_back();
     b.give_back();
     assert_eq!(slots.occupancy(), occupancy(2, 2, 0));
-    let Take::Now(grant) = slots.take() else {
+    let Take::Now(grant) = slots.take(later()) else {
         panic!("an idle connection is available");
     };
     assert_eq!(lent_id(grant).0, 2);
@@ -236,4 +240,44 @@ fn a_free_place_for_warming_exists_only_below_the_size() {
     assert!(slots.take_free_place().is_none());
     place.keep_idle(fake(1));
     assert_eq!(slots.occupancy(), occupancy(1, 1, 0));
+}
+
+#[test]
+fn waits_end_at_their_deadline_head_first() {
+    let slots = Slots::new(1, None);
+    let _a = open(&slots, 1);
+    let now = Instant::now();
+    let (soon, late) = (now + Duration::from_secs(1), now + Duration::from_secs(2));
+    let first = match slots.take(soon) {
+        Take::Queued(receiver) => receiver,
+        _ => panic!("expected to queue"),
+    };
+    let second = match slots.take(late) {
+        Take::Queued(receiver) => receiver,
+        _ => panic!("expected to queue"),
+    };
+    assert_eq!(slots.expire(now), Some(soon), "nothing due yet");
+    assert_eq!(slots.expire(soon), Some(late));
+    assert!(matches!(received(first), Grant::Expired));
+    assert_eq!(slots.occupancy(), occupancy(1, 0, 1));
+    assert_eq!(slots.expire(late), None);
+    assert!(matches!(received(second), Grant::Expired));
+}
+
+#[test]
+fn the_expiring_task_is_woken_only_when_a_queue_starts() {
+    use futures_util::FutureExt;
+    let slots = Slots::new(1, None);
+    let _a = open(&slots, 1);
+    assert!(slots.queue_started().now_or_never().is_none());
+    let _first = queued(&slots);
+    assert!(
+        slots.queue_started().now_or_never().is_some(),
+        "first waiter"
+    );
+    let _second = queued(&slots);
+    assert!(
+        slots.queue_started().now_or_never().is_none(),
+        "behind someone: the head's deadline comes first"
+    );
 }

@@ -5,7 +5,7 @@
 //! - callers update metrics per transaction or per connection event, never per message;
 //! - label values are resolved once (per pool, per enum variant) so hot-path updates are plain
 //!   atomic adds with no hashing or allocation;
-//! - pool state (which needs the bb8 mutex) is read only when Prometheus scrapes, in
+//! - pool state (which needs the pool's lock) is read only when Prometheus scrapes, in
 //!   [`Metrics::encode`].
 
 mod pool;

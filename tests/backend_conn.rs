@@ -1,5 +1,5 @@
 //! Backend connections against a real PostgreSQL: TLS modes, auth methods, login errors,
-//! cancel, and the bb8 manager. One cluster serves every step; it stops even on failure.
+//! cancel, and the pool. One cluster serves every step; it stops even on failure.
 
 #[path = "backend_conn/harness.rs"]
 mod harness;
@@ -8,12 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bb8::ManageConnection;
 use bytes::BytesMut;
 use harness::{TestPg, CLEAR_USER, MD5_USER, SCRAM_USER};
-use pgferry::config::BackendTlsMode;
+use pgferry::config::{BackendTlsMode, DatabaseConfig, Limits, PoolMode};
+use pgferry::metrics::Metrics;
+use pgferry::pool::BackendPool;
 use pgferry::server::wire::ErrorFields;
-use pgferry::server::{send_cancel, BackendTarget, ServerConn, ServerError, ServerManager};
+use pgferry::server::{send_cancel, BackendTarget, ServerConn, ServerError};
 use tokio::io::AsyncWriteExt;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,7 +54,8 @@ async fn backend_connections() {
     login_errors(&pg).await;
     unreachable_backends().await;
     cancel_running_query(&pg).await;
-    manager_and_pool(&pg).await;
+    pool_reuse_hand_off_and_limits(&pg).await;
+    pool_upkeep_and_connect_errors(&pg).await;
 }
 
 async fn scram_login_plain(pg: &TestPg) {
@@ -273,49 +275,147 @@ async fn ready_status(conn: &mut ServerConn) -> u8 {
     }
 }
 
-async fn manager_and_pool(pg: &TestPg) {
-    let manager = ServerManager::new(Arc::new(plain(pg, SCRAM_USER)));
-    assert_eq!(manager.target().user, SCRAM_USER.0);
+fn pool_config(pg: &TestPg, size: u32, min_idle: u32) -> DatabaseConfig {
+    DatabaseConfig {
+        name: "appdb".to_string(),
+        host: "127.0.0.1".to_string(),
+        port: pg.port,
+        dbname: "postgres".to_string(),
+        backend_user: None,
+        backend_password: None,
+        pool_mode: PoolMode::Transaction,
+        pool_size: size,
+        min_pool_size: min_idle,
+        connect_timeout: TIMEOUT,
+        server_idle_timeout: Duration::from_secs(600),
+        server_lifetime: Duration::from_secs(3600),
+        tls_mode: BackendTlsMode::Disable,
+        tls_ca_file: None,
+    }
+}
 
-    // Health check only after 30 s idle; a stale-but-live connection passes and is refreshed.
-    let mut conn = manager.connect().await.expect("manager connect");
-    assert!(manager.is_valid(&mut conn).await.is_ok());
-    conn.last_used = Instant::now()
-        .checked_sub(Duration::from_secs(31))
-        .expect("clock");
-    assert!(manager.is_valid(&mut conn).await.is_ok());
-    assert!(conn.last_used.elapsed() < Duration::from_secs(5));
-    assert!(!manager.has_broken(&mut conn));
-    conn.mark_dirty();
-    assert!(manager.has_broken(&mut conn));
-    assert!(manager.is_valid(&mut conn).await.is_err());
+fn pool(pg: &TestPg, size: u32, min_idle: u32, metrics: &Metrics) -> Arc<BackendPool> {
+    let limits = Limits {
+        query_wait_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let db = pool_config(pg, size, min_idle);
+    let target = Arc::new(plain(pg, SCRAM_USER));
+    Arc::new(BackendPool::new(
+        &db,
+        target,
+        &limits,
+        metrics.pool("appdb", SCRAM_USER.0),
+    ))
+}
 
-    let pool = bb8::Pool::builder()
-        .max_size(2)
-        .retry_connection(false)
-        .connection_timeout(TIMEOUT)
-        .build(manager)
-        .await
-        .expect("pool");
-    let first = pool.get().await.expect("first");
-    let mut second = pool.get().await.expect("second");
-    assert_ne!(first.id, second.id);
-    let first_id = first.id;
-    drop(first);
-    let again = pool.get().await.expect("reuse");
-    assert_eq!(again.id, first_id, "a clean connection is reused");
-    drop(again);
-    second.mark_dirty();
-    drop(second);
+fn open_idle(pool: &BackendPool) -> (u32, u32) {
     let state = pool.state();
-    assert_eq!(state.connections, 1, "the dirty connection was dropped");
-    assert_eq!(state.statistics.connections_closed_broken, 1);
+    (state.connections, state.idle)
+}
 
-    let mut dead = plain(pg, SCRAM_USER);
+async fn pool_reuse_hand_off_and_limits(pg: &TestPg) {
+    let metrics = Metrics::new();
+    let pool = pool(pg, 2, 0, &metrics);
+    let first = pool.checkout().await.expect("first");
+    let second = pool.checkout().await.expect("second");
+    assert_ne!(first.conn.id, second.conn.id);
+    assert_eq!(open_idle(&pool), (2, 0));
+
+    // Full: a third client waits its turn and gets 53300 when nobody returns one in time.
+    let refused = pool.checkout().await.err().expect("pool is full");
+    assert_eq!(refused.sqlstate(), "53300");
+
+    // A returned connection goes straight to the waiting client.
+    let waiter = tokio::spawn({
+        let pool = Arc::clone(&pool);
+        async move {
+            let checkout = pool.checkout().await?;
+            let id = checkout.conn.id;
+            checkout.give_back();
+            Ok::<_, pgferry::pool::CheckoutError>(id)
+        }
+    });
+    while pool.state().waiting == 0 {
+        tokio::task::yield_now().await;
+    }
+    let first_id = first.conn.id;
+    first.give_back();
+    assert_eq!(waiter.await.expect("task").expect("handed over"), first_id);
+    assert_eq!(open_idle(&pool), (2, 1));
+
+    // A dirty connection is closed, not reused; a clean one is.
+    let mut second = second;
+    second.conn.mark_dirty();
+    second.give_back();
+    assert_eq!(open_idle(&pool), (1, 1));
+    let again = pool.checkout().await.expect("reuse");
+    assert_eq!(again.conn.id, first_id, "a clean connection is reused");
+
+    // Past server_lifetime: closed when given back.
+    let mut again = again;
+    again.conn.created = Instant::now()
+        .checked_sub(Duration::from_secs(3601))
+        .expect("clock");
+    again.give_back();
+    assert_eq!(open_idle(&pool), (0, 0));
+}
+
+async fn pool_upkeep_and_connect_errors(pg: &TestPg) {
+    let metrics = Metrics::new();
+    let pool = pool(pg, 3, 1, &metrics);
+    pool.tend().await;
+    assert_eq!(open_idle(&pool), (1, 1), "min_pool_size warmed");
+
+    // Three idle connections, two of them idle for an hour: upkeep closes those beyond the
+    // warm minimum that idled out, keeping the warmest.
+    let lent = [
+        pool.checkout().await,
+        pool.checkout().await,
+        pool.checkout().await,
+    ];
+    let mut lent: Vec<_> = lent.into_iter().map(|c| c.expect("checkout")).collect();
+    let hour_ago = Instant::now()
+        .checked_sub(Duration::from_secs(3600))
+        .expect("clock");
+    for conn in &mut lent[..2] {
+        conn.conn.last_used = hour_ago;
+    }
+    let fresh_id = lent[2].conn.id;
+    for conn in lent {
+        conn.give_back();
+    }
+    assert_eq!(open_idle(&pool), (3, 3));
+    pool.tend().await;
+    assert_eq!(open_idle(&pool), (1, 1));
+    let kept = pool.checkout().await.expect("kept");
+    assert_eq!(kept.conn.id, fresh_id);
+    assert!(metrics.encode().lines().any(|l| l
+        .starts_with("pgferry_server_connections_discarded_total")
+        && l.contains("reason=\"idle_timeout\"")
+        && l.ends_with(" 2")));
+
+    // A down backend: every client asking gets 08006 naming it.
+    let mut dead = pool_config(pg, 1, 0);
     dead.port = harness::free_port();
-    let dead_manager = ServerManager::new(Arc::new(dead));
-    let error = dead_manager
-        .connect()
+    let mut target = plain(pg, SCRAM_USER);
+    target.port = dead.port;
+    let dead = BackendPool::new(
+        &dead,
+        Arc::new(target),
+        &Limits::default(),
+        metrics.pool("appdb", "x"),
+    );
+    let (a, b) = tokio::join!(dead.checkout(), dead.checkout());
+    for error in [a.err().expect("down"), b.err().expect("down")] {
+        assert_eq!(error.sqlstate(), "08006", "{error}");
+        assert!(error.to_string().contains("appdb"), "{error}");
+    }
+    assert_eq!(open_idle(&dead), (0, 0));
+
+    let mut unreachable = plain(pg, SCRAM_USER);
+    unreachable.port = harness::free_port();
+    let error = ServerConn::connect(&unreachable)
         .await
         .expect_err("nothing listens there");
     assert_eq!(error.sqlstate(), "08006");

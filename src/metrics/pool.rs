@@ -1,5 +1,5 @@
 //! Per-pool metrics: handles resolved once per (database, user) pool for the hot path, and
-//! the scrape-time gauges fed by a [`PoolStateSource`] (bb8 `Pool::state()` takes the pool
+//! the scrape-time gauges fed by a [`PoolStateSource`] (reading the pool state takes the pool
 //! mutex, so it is read only when Prometheus scrapes).
 
 use std::sync::Arc;

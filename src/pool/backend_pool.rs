@@ -1,24 +1,29 @@
-//! One pool of backend connections for a (database, user), with fair admission.
+//! One pool of backend connections for a (database, user): checkout, checks before reuse, and
+//! opening connections.
 //!
-//! bb8 waiters are not FIFO, so a FIFO semaphore with `pool_size` permits sits in front of
-//! `get()`: whoever waited longest gets the next connection, and the wait is bounded by
-//! `query_wait_timeout`. A checkout holds its permit until the connection is returned.
+//! The places and the FIFO hand-off are in [`super::slots`]; this layer decides whether an idle
+//! connection is still usable, opens new ones inline in the checking-out client's task (so a
+//! connect error reaches that client, and every waiting one, with its own SQLSTATE), and bounds
+//! the wait by `query_wait_timeout`.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncRead;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::failures::{ConnectFailures, FailureSink};
+use super::slots::{ConnectFailure, Grant, Lent, PoolConn, Slot, Slots, Take};
 use crate::config::{DatabaseConfig, Limits, PoolMode};
 use crate::metrics::{PoolMetrics, PoolState};
 use crate::protocol::sqlstate;
-use crate::server::{BackendTarget, ServerConn, ServerManager};
+use crate::server::{BackendTarget, ServerConn, ServerError};
+
+/// Connections idle at least this long are pinged on checkout; fresher ones are trusted, so a
+/// busy pool pays no round trip per checkout.
+pub const HEALTH_CHECK_AFTER_IDLE: Duration = Duration::from_secs(30);
 
 /// Why no backend connection could be handed out.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -43,10 +48,31 @@ impl CheckoutError {
     }
 }
 
-/// A borrowed backend connection plus the admission permit it occupies.
-pub struct Checkout {
-    pub conn: bb8::PooledConnection<'static, ServerManager>,
-    _permit: OwnedSemaphorePermit,
+impl From<ConnectFailure> for CheckoutError {
+    fn from(failure: ConnectFailure) -> Self {
+        CheckoutError::Backend {
+            sqlstate: failure.sqlstate,
+            message: failure.message,
+        }
+    }
+}
+
+/// A borrowed backend connection and its place in the pool. `give_back()` returns it for reuse
+/// (if clean); dropping it closes the connection.
+pub type Checkout = Lent<Box<ServerConn>>;
+
+/// Connections are boxed: the pool moves them in and out of its idle list and through the
+/// hand-off channel, and moving a pointer is cheaper than moving the ~300-byte `ServerConn`.
+impl PoolConn for Box<ServerConn> {
+    fn is_clean(&self) -> bool {
+        ServerConn::is_clean(self)
+    }
+    fn created(&self) -> Instant {
+        self.created
+    }
+    fn last_used(&self) -> Instant {
+        self.last_used
+    }
 }
 
 /// Pool of one (database, backend user).
@@ -58,11 +84,11 @@ pub struct BackendPool {
     pub target: Arc<BackendTarget>,
     pub metrics: PoolMetrics,
     query_wait_timeout: Duration,
-    admission: Arc<Semaphore>,
-    inner: bb8::Pool<ServerManager>,
-    failures: Arc<ConnectFailures>,
+    idle_timeout: Option<Duration>,
+    min_idle: u32,
+    slots: Arc<Slots<Box<ServerConn>>>,
     baseline: RwLock<Option<Arc<HashMap<String, String>>>>,
-    /// Clients currently waiting in `checkout` (for `pgferry_pool_waiting_clients`).
+    /// Clients currently queued in `checkout` (for `pgferry_pool_waiting_clients`).
     waiting: AtomicU32,
     /// Sessions pinned to a backend of this pool (for `pgferry_pool_pinned_connections`).
     pinned: AtomicI64,
@@ -85,28 +111,15 @@ impl Drop for Waiting<'_> {
 }
 
 impl BackendPool {
-    /// Builds the bb8 pool (no connections are opened until needed or `min_pool_size` asks).
+    /// An empty pool; [`BackendPool::start_upkeep`] opens `min_pool_size` connections and keeps
+    /// the idle ones within `server_idle_timeout` / `server_lifetime`.
     pub fn new(
         db: &DatabaseConfig,
         target: Arc<BackendTarget>,
         limits: &Limits,
         metrics: PoolMetrics,
     ) -> Self {
-        let failures = ConnectFailures::new(&db.name);
-        let sink = FailureSink {
-            failures: Arc::clone(&failures),
-            metrics: metrics.clone(),
-        };
-        let inner = bb8::Pool::builder()
-            .max_size(db.pool_size)
-            .min_idle((db.min_pool_size > 0).then_some(db.min_pool_size))
-            .connection_timeout(db.connect_timeout + Duration::from_millis(500))
-            .idle_timeout((!db.server_idle_timeout.is_zero()).then_some(db.server_idle_timeout))
-            .max_lifetime((!db.server_lifetime.is_zero()).then_some(db.server_lifetime))
-            .retry_connection(false)
-            .test_on_check_out(true)
-            .error_sink(Box::new(sink))
-            .build_unchecked(ServerManager::new(Arc::clone(&target)));
+        let lifetime = (!db.server_lifetime.is_zero()).then_some(db.server_lifetime);
         BackendPool {
             database: db.name.clone(),
             user: target.user.clone(),
@@ -115,104 +128,143 @@ impl BackendPool {
             target,
             metrics,
             query_wait_timeout: limits.query_wait_timeout,
-            admission: Arc::new(Semaphore::new(db.pool_size as usize)),
-            inner,
-            failures,
+            idle_timeout: (!db.server_idle_timeout.is_zero()).then_some(db.server_idle_timeout),
+            min_idle: db.min_pool_size,
+            slots: Slots::new(db.pool_size, lifetime),
             baseline: RwLock::new(None),
             waiting: AtomicU32::new(0),
             pinned: AtomicI64::new(0),
         }
     }
 
-    /// Borrows a connection: waits (FIFO) at most `query_wait_timeout` for a free slot, then for
-    /// bb8 to hand over an idle connection or open a new one.
+    /// Borrows a connection: an idle one (checked first), else a new one if the pool has room,
+    /// else the next one returned, waiting in FIFO order at most `query_wait_timeout`.
     pub async fn checkout(&self) -> Result<Checkout, CheckoutError> {
         let started = Instant::now();
-        let _waiting = Waiting::new(&self.waiting);
-        let Some(permit) = self.admit().await else {
-            self.metrics.checkout_timeout();
-            return Err(CheckoutError::Exhausted {
-                database: self.database.clone(),
-                pool_size: self.size,
-                waited: self.query_wait_timeout,
-            });
-        };
-        let conn = self.get_connection(started).await?;
+        let checkout = self.acquire(started).await?;
         self.metrics.observe_checkout_wait(started.elapsed());
-        self.remember_baseline(&conn);
-        Ok(Checkout {
-            conn,
-            _permit: permit,
-        })
+        Ok(checkout)
     }
 
-    /// A free slot at once when there is one (no timer armed: the common case on a pool that
-    /// keeps up), else the FIFO wait bounded by `query_wait_timeout`; `None` when it ran out.
-    async fn admit(&self) -> Option<OwnedSemaphorePermit> {
-        if let Ok(permit) = Arc::clone(&self.admission).try_acquire_owned() {
-            return Some(permit);
-        }
-        tokio::time::timeout(
-            self.query_wait_timeout,
-            Arc::clone(&self.admission).acquire_owned(),
-        )
-        .await
-        .ok()
-        .and_then(Result::ok)
-    }
-
-    async fn get_connection(
-        &self,
-        started: Instant,
-    ) -> Result<bb8::PooledConnection<'static, ServerManager>, CheckoutError> {
-        // Each stale connection found is closed and another one requested; at most the whole
-        // pool can be stale, so this loop is bounded by the pool size.
+    async fn acquire(&self, started: Instant) -> Result<Checkout, CheckoutError> {
+        // Each unusable idle connection is closed and the next grant taken; at most the whole
+        // pool can be unusable, so this loop is bounded by the pool size.
         for _ in 0..=self.size {
-            let outcome = tokio::select! {
-                got = self.inner.get_owned() => got.ok(),
-                () = self.failures.next_failure() => None,
-            };
-            let Some(mut conn) = outcome else {
-                break;
-            };
-            if self.is_stale(&mut conn).await {
-                conn.mark_dirty();
-                self.metrics.discarded("stale");
-                continue;
+            match self.next_grant(started).await? {
+                Grant::Conn(mut lent) => match self.unusable(&mut lent.conn, started).await {
+                    Some(reason) => self.metrics.discarded(reason),
+                    None => return Ok(lent),
+                },
+                Grant::Open(slot) => return self.open(slot).await.map_err(CheckoutError::from),
+                Grant::Failed(failure) => return Err(failure.into()),
+                Grant::Expired => {
+                    self.metrics.checkout_timeout();
+                    return Err(self.exhausted());
+                }
             }
-            return Ok(conn);
         }
-        Err(match self.failures.since(started) {
-            Some(failure) => CheckoutError::Backend {
-                sqlstate: failure.sqlstate,
-                message: failure.message,
-            },
-            None => CheckoutError::Backend {
-                sqlstate: sqlstate::CONNECTION_FAILURE.to_string(),
-                message: format!(
-                    "backend \"{}\" ({}:{}) did not accept a connection in time",
-                    self.database, self.target.host, self.target.port
-                ),
-            },
+        Err(CheckoutError::Backend {
+            sqlstate: sqlstate::CONNECTION_FAILURE.to_string(),
+            message: format!(
+                "no usable connection to backend \"{}\" ({}:{})",
+                self.database, self.target.host, self.target.port
+            ),
         })
     }
 
-    /// A connection is stale if the backend sent something (a FATAL before closing, as on a
-    /// restart or failover) or closed while it sat idle. The check is one non-blocking read
-    /// attempt per checkout, and judges each connection on its own evidence.
-    async fn is_stale(&self, conn: &mut ServerConn) -> bool {
-        if !conn.read_buf.is_empty() {
-            return true;
-        }
-        let mut probe = [0u8; 1];
-        poll_fn(|cx| {
-            let mut buf = tokio::io::ReadBuf::new(&mut probe);
-            match std::pin::Pin::new(&mut conn.stream).poll_read(cx, &mut buf) {
-                Poll::Pending => Poll::Ready(false),
-                Poll::Ready(_) => Poll::Ready(true),
+    /// What the pool grants now, or after waiting this client's turn (the upkeep task sends
+    /// [`Grant::Expired`] when `query_wait_timeout` runs out first).
+    async fn next_grant(&self, started: Instant) -> Result<Grant<Box<ServerConn>>, CheckoutError> {
+        match self.slots.take(started + self.query_wait_timeout) {
+            Take::Now(grant) => Ok(grant),
+            Take::Queued(receiver) => {
+                let _waiting = Waiting::new(&self.waiting);
+                // The sender is dropped unanswered only if the pool itself is gone.
+                receiver.await.map_err(|_| self.exhausted())
             }
-        })
-        .await
+        }
+    }
+
+    fn exhausted(&self) -> CheckoutError {
+        CheckoutError::Exhausted {
+            database: self.database.clone(),
+            pool_size: self.size,
+            waited: self.query_wait_timeout,
+        }
+    }
+
+    /// Why an idle connection must not be reused, if it must not.
+    async fn unusable(&self, conn: &mut ServerConn, now: Instant) -> Option<&'static str> {
+        if self.slots.outlived(conn.created, now) {
+            return Some("lifetime");
+        }
+        if is_stale(conn).await {
+            return Some("stale");
+        }
+        let idle_for = now.saturating_duration_since(conn.last_used);
+        if idle_for >= HEALTH_CHECK_AFTER_IDLE && conn.ping(&self.target).await.is_err() {
+            return Some("stale");
+        }
+        None
+    }
+
+    /// Opens a connection in `slot`. On failure every waiting client is told the error too,
+    /// then the place is freed.
+    async fn open(&self, slot: Slot<Box<ServerConn>>) -> Result<Checkout, ConnectFailure> {
+        match ServerConn::connect(&self.target).await {
+            Ok(conn) => {
+                self.remember_baseline(&conn);
+                Ok(slot.fill(Box::new(conn)))
+            }
+            Err(error) => {
+                let failure = self.connect_failed(&error);
+                self.slots.fail_waiters(&failure);
+                drop(slot);
+                Err(failure)
+            }
+        }
+    }
+
+    fn connect_failed(&self, error: &ServerError) -> ConnectFailure {
+        tracing::warn!(database = %self.database, %error, "backend connection failed");
+        self.metrics.server_connect_error();
+        ConnectFailure {
+            sqlstate: error.sqlstate().to_string(),
+            message: error.client_message(&self.database),
+        }
+    }
+
+    /// Starts the background upkeep of this pool: warm connections up to `min_pool_size`, close
+    /// idle ones past `server_idle_timeout` or `server_lifetime`, and end waits that ran past
+    /// `query_wait_timeout`. It ends with the pool.
+    pub fn start_upkeep(self: &Arc<Self>) {
+        let period = upkeep_period(self.idle_timeout, self.slots.max_lifetime());
+        tokio::spawn(upkeep(Arc::downgrade(self), period));
+        tokio::spawn(expire_waits(Arc::downgrade(self), Arc::clone(&self.slots)));
+    }
+
+    /// One round of upkeep: close what aged out, then open what `min_pool_size` lacks (one at a
+    /// time, so a down backend costs one failed attempt per round). The background task runs it
+    /// every period; tests call it directly to observe a round deterministically.
+    pub async fn tend(&self) {
+        let now = Instant::now();
+        for conn in self.slots.reap(now, self.idle_timeout, self.min_idle) {
+            let reason = if self.slots.outlived(conn.created, now) {
+                "lifetime"
+            } else {
+                "idle_timeout"
+            };
+            self.metrics.discarded(reason);
+        }
+        while self.slots.occupancy().idle < self.min_idle {
+            let Some(slot) = self.slots.take_free_place() else {
+                return;
+            };
+            match self.open(slot).await {
+                Ok(checkout) => checkout.give_back(),
+                Err(_) => return,
+            }
+        }
     }
 
     /// A session of this pool became pinned (`+1`) or unpinned (`-1`).
@@ -235,17 +287,97 @@ impl BackendPool {
         self.baseline.read().ok().and_then(|b| b.clone())
     }
 
-    /// Pool occupancy, read at scrape time only (takes bb8's lock).
+    /// Pool occupancy, read at scrape time.
     pub fn state(&self) -> PoolState {
-        let state = self.inner.state();
+        let occupancy = self.slots.occupancy();
         PoolState {
             database: self.database.clone(),
             user: self.user.clone(),
             max_size: self.size,
-            connections: state.connections,
-            idle: state.idle_connections,
+            connections: occupancy.open,
+            idle: occupancy.idle,
             waiting: self.waiting.load(Ordering::Relaxed),
             pinned: u32::try_from(self.pinned.load(Ordering::Relaxed)).unwrap_or(0),
         }
+    }
+}
+
+/// A connection is stale if the backend sent something (a FATAL before closing, as on a restart
+/// or failover) or closed while it sat idle. The check is one non-blocking read attempt per
+/// checkout (no syscall when the socket has not become readable), and judges each connection on
+/// its own evidence.
+async fn is_stale(conn: &mut ServerConn) -> bool {
+    if !conn.read_buf.is_empty() {
+        return true;
+    }
+    let mut probe = [0u8; 1];
+    poll_fn(|cx| {
+        let mut buf = tokio::io::ReadBuf::new(&mut probe);
+        match std::pin::Pin::new(&mut conn.stream).poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Ready(false),
+            Poll::Ready(_) => Poll::Ready(true),
+        }
+    })
+    .await
+}
+
+/// How often upkeep runs: often enough to honour the shorter of the two timeouts within half
+/// of it, and at least every 30 s (to restore `min_pool_size` after a backend outage).
+fn upkeep_period(idle_timeout: Option<Duration>, lifetime: Option<Duration>) -> Duration {
+    [idle_timeout, lifetime]
+        .into_iter()
+        .flatten()
+        .map(|d| d / 2)
+        .fold(Duration::from_secs(30), Duration::min)
+        .max(Duration::from_millis(100))
+}
+
+async fn upkeep(pool: Weak<BackendPool>, period: Duration) {
+    loop {
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        pool.tend().await;
+        drop(pool);
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// Ends waits at their deadline, head of the queue first: one timer for the whole pool instead
+/// of one per waiting client. It sleeps until the head's deadline, or until a client queues
+/// behind nobody; the pool's `Drop` wakes it to end.
+async fn expire_waits(pool: Weak<BackendPool>, slots: Arc<Slots<Box<ServerConn>>>) {
+    while pool.strong_count() > 0 {
+        match slots.expire(Instant::now()) {
+            Some(deadline) => tokio::select! {
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+                () = slots.queue_started() => {}
+            },
+            None => slots.queue_started().await,
+        }
+    }
+}
+
+impl Drop for BackendPool {
+    fn drop(&mut self) {
+        self.slots.wake_expiry();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upkeep_runs_within_half_the_shorter_timeout_and_at_least_every_30_s() {
+        let s = Duration::from_secs;
+        assert_eq!(upkeep_period(None, None), s(30));
+        assert_eq!(upkeep_period(Some(s(600)), Some(s(3600))), s(30));
+        assert_eq!(upkeep_period(Some(s(4)), Some(s(3600))), s(2));
+        assert_eq!(upkeep_period(None, Some(s(10))), s(5));
+        assert_eq!(
+            upkeep_period(Some(Duration::from_millis(50)), None),
+            Duration::from_millis(100)
+        );
     }
 }

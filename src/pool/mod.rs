@@ -1,17 +1,18 @@
-//! Pool registry: one bb8 pool of backend connections per (database, backend user).
+//! Pool registry: one pool of backend connections per (database, backend user).
 //!
-//! Pools are created at startup from the configuration (bb8 does not connect until asked, so an
-//! unreachable backend never prevents pgferry from starting). Clients are routed to a pool by
+//! Pools are created at startup from the configuration (they connect only when asked or to
+//! warm `min_pool_size`, in the background, so an unreachable backend never prevents pgferry
+//! from starting). Clients are routed to a pool by
 //! the database in their startup packet and by the backend user that database maps them to.
 
 mod backend_pool;
-mod failures;
 mod health;
+mod slots;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use backend_pool::{BackendPool, Checkout, CheckoutError};
+pub use backend_pool::{BackendPool, Checkout, CheckoutError, HEALTH_CHECK_AFTER_IDLE};
 pub use health::spawn_health_checker;
 
 use crate::config::{Config, DatabaseConfig, PoolMode};
@@ -71,7 +72,9 @@ impl PoolRegistry {
                 });
                 let pool =
                     BackendPool::new(db, target, &config.limits, metrics.pool(&db.name, &user));
-                pools.insert((db.name.clone(), user), Arc::new(pool));
+                let pool = Arc::new(pool);
+                pool.start_upkeep();
+                pools.insert((db.name.clone(), user), pool);
             }
         }
         let databases = config

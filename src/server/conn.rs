@@ -20,7 +20,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 ///
 /// The relay owns the framing after login; this type only guarantees a clean start and
 /// carries what the relay and the pool need. It returns to the pool only while
-/// [`is_clean`](Self::is_clean) holds (see `ServerManager::has_broken`).
+/// [`is_clean`](Self::is_clean) holds (see `pool::Checkout::give_back`).
 #[derive(Debug)]
 pub struct ServerConn {
     /// The socket; the relay reads and writes it directly.

@@ -1,13 +1,12 @@
-//! Backend connections: reaching PostgreSQL (TCP + TLS), logging in, and the bb8 manager.
+//! Backend connections: reaching PostgreSQL (TCP + TLS) and logging in.
 //!
 //! A [`ServerConn`] is one authenticated backend connection; the session relay borrows it
-//! from a `bb8::Pool<ServerManager>` and must return it clean (idle, in sync) or mark it dirty
-//! so the pool drops it.
+//! from the pool (`crate::pool`) and must return it clean (idle, in sync) or mark it dirty
+//! so the pool closes it.
 
 mod conn;
 mod error;
 mod login;
-mod manager;
 mod prepared_set;
 mod settings;
 mod stream;
@@ -20,7 +19,6 @@ use crate::config::BackendTlsMode;
 
 pub use conn::{send_cancel, ServerConn};
 pub use error::ServerError;
-pub use manager::{ServerManager, HEALTH_CHECK_AFTER_IDLE};
 pub use prepared_set::{ServerPrepared, StatementId};
 pub use settings::{Alignment, VersionedMap};
 pub use stream::ServerStream;

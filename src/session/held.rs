@@ -58,6 +58,11 @@ impl Held {
         }
     }
 
+    /// Returns the backend to the pool if it was marked clean; otherwise closes it.
+    pub fn give_back(self) {
+        self.checkout.give_back();
+    }
+
     /// The backend connection.
     pub fn conn(&mut self) -> &mut ServerConn {
         &mut self.checkout.conn

@@ -214,7 +214,7 @@ async fn welcome(
         Some(baseline) => baseline,
         None => match pool.checkout().await {
             Ok(checkout) => {
-                drop(checkout);
+                checkout.give_back();
                 pool.baseline_params().unwrap_or_default()
             }
             Err(error) => {

@@ -485,7 +485,7 @@ impl Relay {
         }
         if let Some(mut held) = self.held.take() {
             held.conn().mark_clean();
-            drop(held);
+            held.give_back();
             self.gauge.set(ClientState::Idle);
             self.flush_byte_counts();
         }

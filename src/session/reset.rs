@@ -3,7 +3,7 @@
 //! If the client vanished mid-query or mid-transaction: cancel what runs, abort any COPY, close
 //! an open extended-protocol batch, ROLLBACK, and wait (bounded) for ReadyForQuery `I`. Session
 //! mode also runs DISCARD ALL. Only a connection proven idle is returned; anything else is
-//! marked broken so bb8 closes it.
+//! marked broken so the pool closes it.
 
 use std::time::Duration;
 
@@ -30,8 +30,8 @@ enum ResetError {
     Protocol(String),
 }
 
-/// Restores `held` to a clean idle state within `limit`, then drops it (returning it to the pool
-/// if clean, closing it otherwise).
+/// Restores `held` to a clean idle state within `limit`, then gives it back (the pool keeps it
+/// if clean and closes it otherwise).
 pub async fn salvage(
     mut held: Held,
     pool: &BackendPool,
@@ -54,6 +54,7 @@ pub async fn salvage(
         }
         Err(_) => discard(&mut held, pool, "reset_timeout"),
     }
+    held.give_back();
 }
 
 fn discard(held: &mut Held, pool: &BackendPool, reason: &'static str) {

@@ -8,12 +8,14 @@
 
 use std::collections::HashMap;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncRead;
+
+use tokio::sync::Notify;
 
 use super::slots::{ConnectFailure, Grant, Lent, PoolConn, Slot, Slots, Take};
 use crate::config::{DatabaseConfig, Limits, PoolMode};
@@ -92,6 +94,8 @@ pub struct BackendPool {
     waiting: AtomicU32,
     /// Sessions pinned to a backend of this pool (for `pgferry_pool_pinned_connections`).
     pinned: AtomicI64,
+    /// Whether the task ending overdue waits runs (started by the first wait).
+    expiry_started: AtomicBool,
 }
 
 /// Counts a client as waiting for as long as it is alive.
@@ -134,6 +138,7 @@ impl BackendPool {
             baseline: RwLock::new(None),
             waiting: AtomicU32::new(0),
             pinned: AtomicI64::new(0),
+            expiry_started: AtomicBool::new(false),
         }
     }
 
@@ -178,10 +183,20 @@ impl BackendPool {
         match self.slots.take(started + self.query_wait_timeout) {
             Take::Now(grant) => Ok(grant),
             Take::Queued(receiver) => {
+                self.ensure_expiry();
                 let _waiting = Waiting::new(&self.waiting);
                 // The sender is dropped unanswered only if the pool itself is gone.
                 receiver.await.map_err(|_| self.exhausted())
             }
+        }
+    }
+
+    /// Starts the task that ends waits at their deadline, with the pool's first wait: a pool
+    /// whose clients never queue never runs it, and no wait can outlive its deadline.
+    fn ensure_expiry(&self) {
+        if !self.expiry_started.swap(true, Ordering::Relaxed) {
+            let wake = self.slots.queue_started();
+            tokio::spawn(expire_waits(Arc::downgrade(&self.slots), wake));
         }
     }
 
@@ -240,7 +255,6 @@ impl BackendPool {
     pub fn start_upkeep(self: &Arc<Self>) {
         let period = upkeep_period(self.idle_timeout, self.slots.max_lifetime());
         tokio::spawn(upkeep(Arc::downgrade(self), period));
-        tokio::spawn(expire_waits(Arc::downgrade(self), Arc::clone(&self.slots)));
     }
 
     /// One round of upkeep: close what aged out, then open what `min_pool_size` lacks (one at a
@@ -345,22 +359,20 @@ async fn upkeep(pool: Weak<BackendPool>, period: Duration) {
 
 /// Ends waits at their deadline, head of the queue first: one timer for the whole pool instead
 /// of one per waiting client. It sleeps until the head's deadline, or until a client queues
-/// behind nobody; the pool's `Drop` wakes it to end.
-async fn expire_waits(pool: Weak<BackendPool>, slots: Arc<Slots<Box<ServerConn>>>) {
-    while pool.strong_count() > 0 {
-        match slots.expire(Instant::now()) {
+/// behind nobody; it holds no reference to the places while it sleeps, and ends when they are
+/// dropped (their `Drop` wakes it).
+async fn expire_waits(slots: Weak<Slots<Box<ServerConn>>>, wake: Arc<Notify>) {
+    loop {
+        let Some(next) = slots.upgrade().map(|s| s.expire(Instant::now())) else {
+            return;
+        };
+        match next {
             Some(deadline) => tokio::select! {
                 () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
-                () = slots.queue_started() => {}
+                () = wake.notified() => {}
             },
-            None => slots.queue_started().await,
+            None => wake.notified().await,
         }
-    }
-}
-
-impl Drop for BackendPool {
-    fn drop(&mut self) {
-        self.slots.wake_expiry();
     }
 }
 

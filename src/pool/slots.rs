@@ -81,8 +81,9 @@ pub struct Slots<C: PoolConn> {
     size: u32,
     max_lifetime: Option<Duration>,
     state: Mutex<State<C>>,
-    /// Wakes the expiring task when a client queues behind nobody (its deadline is new).
-    first_waiter: Notify,
+    /// Wakes the expiring task when a client queues behind nobody (its deadline is new), and
+    /// when the pool is dropped (so the task ends).
+    first_waiter: Arc<Notify>,
 }
 
 struct Waiter<C: PoolConn> {
@@ -111,7 +112,7 @@ impl<C: PoolConn> Slots<C> {
                 waiters: VecDeque::new(),
                 open: 0,
             }),
-            first_waiter: Notify::new(),
+            first_waiter: Arc::new(Notify::new()),
         })
     }
 
@@ -163,15 +164,10 @@ impl<C: PoolConn> Slots<C> {
         None
     }
 
-    /// Resolves when a client queued behind nobody since the last call (or
-    /// [`Slots::wake_expiry`] was called): the expiring task then learns the new deadline.
-    pub async fn queue_started(&self) {
-        self.first_waiter.notified().await;
-    }
-
-    /// Wakes the expiring task (so it notices the pool is gone).
-    pub fn wake_expiry(&self) {
-        self.first_waiter.notify_one();
+    /// Notified when a client queues behind nobody, and when these places are dropped: the
+    /// expiring task waits on it (holding no reference to the places while it waits).
+    pub fn queue_started(&self) -> Arc<Notify> {
+        Arc::clone(&self.first_waiter)
     }
 
     /// A free place when the pool has one (for keeping `min_pool_size` connections warm).
@@ -323,6 +319,12 @@ impl<C: PoolConn> Slot<C> {
             unused.disarm();
             state.open -= 1;
         }
+    }
+}
+
+impl<C: PoolConn> Drop for Slots<C> {
+    fn drop(&mut self) {
+        self.first_waiter.notify_one();
     }
 }
 

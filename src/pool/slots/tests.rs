@@ -265,19 +265,20 @@ fn waits_end_at_their_deadline_head_first() {
 }
 
 #[test]
-fn the_expiring_task_is_woken_only_when_a_queue_starts() {
+fn the_expiring_task_is_woken_only_when_a_queue_starts_or_the_pool_ends() {
     use futures_util::FutureExt;
     let slots = Slots::new(1, None);
-    let _a = open(&slots, 1);
-    assert!(slots.queue_started().now_or_never().is_none());
-    let _first = queued(&slots);
+    let wake = slots.queue_started();
+    let lent = open(&slots, 1);
+    assert!(wake.notified().now_or_never().is_none());
+    let first = queued(&slots);
+    assert!(wake.notified().now_or_never().is_some(), "first waiter");
+    let second = queued(&slots);
+    let behind = wake.notified().now_or_never();
     assert!(
-        slots.queue_started().now_or_never().is_some(),
-        "first waiter"
-    );
-    let _second = queued(&slots);
-    assert!(
-        slots.queue_started().now_or_never().is_none(),
+        behind.is_none(),
         "behind someone: the head's deadline comes first"
     );
+    drop((first, second, lent, slots));
+    assert!(wake.notified().now_or_never().is_some(), "dropped");
 }

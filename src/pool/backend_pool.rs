@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -90,28 +90,10 @@ pub struct BackendPool {
     min_idle: u32,
     slots: Arc<Slots<Box<ServerConn>>>,
     baseline: RwLock<Option<Arc<HashMap<String, String>>>>,
-    /// Clients currently queued in `checkout` (for `pgferry_pool_waiting_clients`).
-    waiting: AtomicU32,
     /// Sessions pinned to a backend of this pool (for `pgferry_pool_pinned_connections`).
     pinned: AtomicI64,
     /// Whether the task ending overdue waits runs (started by the first wait).
     expiry_started: AtomicBool,
-}
-
-/// Counts a client as waiting for as long as it is alive.
-struct Waiting<'a>(&'a AtomicU32);
-
-impl<'a> Waiting<'a> {
-    fn new(counter: &'a AtomicU32) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Waiting(counter)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl BackendPool {
@@ -136,7 +118,6 @@ impl BackendPool {
             min_idle: db.min_pool_size,
             slots: Slots::new(db.pool_size, lifetime),
             baseline: RwLock::new(None),
-            waiting: AtomicU32::new(0),
             pinned: AtomicI64::new(0),
             expiry_started: AtomicBool::new(false),
         }
@@ -177,14 +158,13 @@ impl BackendPool {
         })
     }
 
-    /// What the pool grants now, or after waiting this client's turn (the upkeep task sends
+    /// What the pool grants now, or after waiting this client's turn (the expiry task sends
     /// [`Grant::Expired`] when `query_wait_timeout` runs out first).
     async fn next_grant(&self, started: Instant) -> Result<Grant<Box<ServerConn>>, CheckoutError> {
         match self.slots.take(started + self.query_wait_timeout) {
             Take::Now(grant) => Ok(grant),
             Take::Queued(receiver) => {
                 self.ensure_expiry();
-                let _waiting = Waiting::new(&self.waiting);
                 // The sender is dropped unanswered only if the pool itself is gone.
                 receiver.await.map_err(|_| self.exhausted())
             }
@@ -249,9 +229,9 @@ impl BackendPool {
         }
     }
 
-    /// Starts the background upkeep of this pool: warm connections up to `min_pool_size`, close
-    /// idle ones past `server_idle_timeout` or `server_lifetime`, and end waits that ran past
-    /// `query_wait_timeout`. It ends with the pool.
+    /// Starts the background upkeep of this pool: warm connections up to `min_pool_size` and
+    /// close idle ones past `server_idle_timeout` or `server_lifetime`. It ends with the pool.
+    /// (Waits that run out are ended by the expiry task, which the first wait starts.)
     pub fn start_upkeep(self: &Arc<Self>) {
         let period = upkeep_period(self.idle_timeout, self.slots.max_lifetime());
         tokio::spawn(upkeep(Arc::downgrade(self), period));
@@ -310,7 +290,7 @@ impl BackendPool {
             max_size: self.size,
             connections: occupancy.open,
             idle: occupancy.idle,
-            waiting: self.waiting.load(Ordering::Relaxed),
+            waiting: occupancy.waiting,
             pinned: u32::try_from(self.pinned.load(Ordering::Relaxed)).unwrap_or(0),
         }
     }

@@ -120,8 +120,10 @@ impl<C: PoolConn> Slots<C> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// An idle connection, else a free place, else a place in the queue until `deadline`
-    /// (always the same distance from now, so the queue stays in deadline order).
+    /// An idle connection, else a free place, else a place in the queue until `deadline`.
+    /// Every wait lasts `query_wait_timeout`, so deadlines grow along the queue; a client that
+    /// queues again after a discarded connection keeps its first deadline, which is raised to
+    /// the last waiter's so that [`Slots::expire`] can keep looking at the head only.
     pub fn take(self: &Arc<Self>, deadline: Instant) -> Take<C> {
         let mut state = self.lock();
         if let Some(conn) = state.idle.pop() {
@@ -140,6 +142,10 @@ impl<C: PoolConn> Slots<C> {
         }
         let (sender, receiver) = oneshot::channel();
         let first = state.waiters.is_empty();
+        let deadline = state
+            .waiters
+            .back()
+            .map_or(deadline, |w| w.deadline.max(deadline));
         state.waiters.push_back(Waiter { deadline, sender });
         drop(state);
         if first {

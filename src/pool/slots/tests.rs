@@ -282,3 +282,20 @@ fn the_expiring_task_is_woken_only_when_a_queue_starts_or_the_pool_ends() {
     drop((first, second, lent, slots));
     assert!(wake.notified().now_or_never().is_some(), "dropped");
 }
+
+#[test]
+fn an_earlier_deadline_queued_behind_a_later_one_is_raised_to_keep_the_queue_in_order() {
+    let slots = Slots::new(1, None);
+    let a = open(&slots, 1);
+    let now = Instant::now();
+    let (soon, late) = (now + Duration::from_secs(1), now + Duration::from_secs(2));
+    let (Take::Queued(first), Take::Queued(second)) = (slots.take(late), slots.take(soon)) else {
+        panic!("expected to queue");
+    };
+    a.give_back();
+    let _served = lent_id(received(first));
+    // The second client is now the head; its deadline was raised to the one ahead of it.
+    assert_eq!(slots.expire(soon), Some(late));
+    assert_eq!(slots.expire(late), None);
+    assert!(matches!(received(second), Grant::Expired));
+}

@@ -134,14 +134,15 @@ pub fn metric(text: &str, series: &str) -> f64 {
 }
 
 /// A client speaking the protocol byte by byte, for message sequences real drivers produce but
-/// tokio-postgres does not (Flush without Sync, pipelines across errors). Logs in with md5, so
-/// the proxy under test needs `auth.allow_md5 = true`.
+/// tokio-postgres does not (Flush without Sync, pipelines across errors, malformed messages).
 pub struct RawClient {
     pub stream: TcpStream,
 }
 
 impl RawClient {
-    /// Connects and logs in; returns once ReadyForQuery arrived.
+    /// Connects and logs in (md5 or SCRAM-SHA-256, whichever the server asks for, so the
+    /// same client also speaks to PostgreSQL directly as an oracle); returns once
+    /// ReadyForQuery arrived.
     pub async fn login(addr: SocketAddr, user: &str, password: &str, database: &str) -> RawClient {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         stream
@@ -149,18 +150,15 @@ impl RawClient {
             .await
             .expect("startup");
         let (tag, body) = read_message(&mut stream).await.expect("auth request");
-        assert_eq!(
-            (tag, &body[..4]),
-            (b'R', &[0, 0, 0, 5][..]),
-            "expected an md5 request"
-        );
-        let salt = [body[4], body[5], body[6], body[7]];
-        let hash =
-            postgres_protocol::authentication::md5_hash(user.as_bytes(), password.as_bytes(), salt);
-        let mut msg = bytes::BytesMut::new();
-        postgres_protocol::message::frontend::password_message(hash.as_bytes(), &mut msg)
-            .expect("encode");
-        stream.write_all(&msg).await.expect("password");
+        assert_eq!(tag, b'R', "expected an authentication request");
+        match &body[..4] {
+            [0, 0, 0, 5] => {
+                let salt = [body[4], body[5], body[6], body[7]];
+                md5_login(&mut stream, user, password, salt).await
+            }
+            [0, 0, 0, 10] => scram_login(&mut stream, password).await,
+            other => panic!("unexpected authentication request {other:?}"),
+        }
         let mut client = RawClient { stream };
         client.read_until_ready().await;
         client
@@ -193,6 +191,34 @@ impl RawClient {
             }
         }
     }
+}
+
+async fn md5_login(stream: &mut TcpStream, user: &str, password: &str, salt: [u8; 4]) {
+    let hash =
+        postgres_protocol::authentication::md5_hash(user.as_bytes(), password.as_bytes(), salt);
+    let mut msg = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::password_message(hash.as_bytes(), &mut msg)
+        .expect("encode");
+    stream.write_all(&msg).await.expect("password");
+}
+
+/// SCRAM-SHA-256 without channel binding, up to AuthenticationOk.
+async fn scram_login(stream: &mut TcpStream, password: &str) {
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+    use postgres_protocol::message::frontend as fe;
+    let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+    let mut msg = bytes::BytesMut::new();
+    fe::sasl_initial_response(SCRAM_SHA_256, scram.message(), &mut msg).expect("encode");
+    stream.write_all(&msg).await.expect("client-first");
+    let (_, body) = read_message(stream).await.expect("server-first");
+    assert_eq!(&body[..4], &[0, 0, 0, 11], "SASL continue");
+    scram.update(&body[4..]).expect("server-first valid");
+    msg.clear();
+    fe::sasl_response(scram.message(), &mut msg).expect("encode");
+    stream.write_all(&msg).await.expect("client-final");
+    let (_, body) = read_message(stream).await.expect("server-final");
+    assert_eq!(&body[..4], &[0, 0, 0, 12], "SASL final");
+    scram.finish(&body[4..]).expect("server signature valid");
 }
 
 /// Frontend message builders for raw tests.

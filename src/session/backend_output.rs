@@ -45,12 +45,23 @@ impl Relay {
     }
 }
 
-/// Processes everything complete in the held backend's read buffer.
+/// Processes everything complete in the held backend's read buffer, then drops what was
+/// processed from it — also when the client vanished on the way: the frame scanner has moved
+/// past those bytes, and the reset that follows must read on from the same place (otherwise it
+/// reads mid-stream, e.g. inside a COPY's data, as if it were a message header).
 async fn process(relay: &mut Relay) -> Result<(), Exit> {
     let mut cursor = Cursor {
         pos: 0,
         forward_from: 0,
     };
+    let result = process_from(relay, &mut cursor).await;
+    if let Some(held) = relay.held.as_mut() {
+        held.conn().read_buf.advance(cursor.pos);
+    }
+    result
+}
+
+async fn process_from(relay: &mut Relay, cursor: &mut Cursor) -> Result<(), Exit> {
     loop {
         let Some(held) = relay.held.as_mut() else {
             return Ok(());
@@ -69,20 +80,16 @@ async fn process(relay: &mut Relay) -> Result<(), Exit> {
                 route: on_header(relay, header),
                 replacement: None,
             },
-            Scan::Frame(header) => on_frame(relay, &cursor, header)?,
+            Scan::Frame(header) => on_frame(relay, cursor, header)?,
         };
-        advance(relay, &mut cursor, step.len, step.route).await?;
+        advance(relay, cursor, step.len, step.route).await?;
         if let Some(reply) = step.replacement {
-            flush(relay, &mut cursor).await?;
+            flush(relay, cursor).await?;
             write_client(relay, &reply).await?;
         }
-        emit_due(relay, &mut cursor).await?;
+        emit_due(relay, cursor).await?;
     }
-    flush(relay, &mut cursor).await?;
-    if let Some(held) = relay.held.as_mut() {
-        held.conn().read_buf.advance(cursor.pos);
-    }
-    Ok(())
+    flush(relay, cursor).await
 }
 
 /// A pass-through frame starts (or continues, when `header` is `None`).
@@ -157,7 +164,14 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
                 action.failed = true;
                 replacement = action.replace_error.take();
             }
-            let visible = held.queue.route_of_next(b'E') == Route::Forward;
+            // A FATAL ends the connection whoever's request it interrupts: the client gets
+            // the backend's own error, as on a direct connection, and nothing after it.
+            let ends_session = matches!(fields.severity.as_str(), "FATAL" | "PANIC");
+            if ends_session {
+                held.ended_by_backend = true;
+                replacement = None;
+            }
+            let visible = ends_session || held.queue.route_of_next(b'E') == Route::Forward;
             match (&replacement, visible) {
                 (Some(_), _) => ctx
                     .metrics
@@ -189,6 +203,8 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
     let outcome = held.queue.on_backend_message(header.tag);
     let route = if replacement.is_some() {
         Route::Swallow
+    } else if held.ended_by_backend {
+        Route::Forward
     } else {
         outcome.route
     };

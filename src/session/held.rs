@@ -37,6 +37,9 @@ pub struct Held {
     /// Server statement used by the last Bind, for `0A000 cached plan must not change result
     /// type` on the Execute after it.
     pub last_bound: Option<StatementId>,
+    /// The backend sent the client a FATAL (or PANIC) error: it is ending the connection, and
+    /// the client already knows why.
+    pub ended_by_backend: bool,
 }
 
 impl Held {
@@ -55,6 +58,7 @@ impl Held {
             transaction_effects: Vec::new(),
             last_was_commit: false,
             last_bound: None,
+            ended_by_backend: false,
         }
     }
 

@@ -49,6 +49,10 @@ pub enum Exit {
     },
     /// The backend connection failed under the client.
     BackendLost(String),
+    /// The backend ended the session with its own FATAL error, already forwarded to the
+    /// client: the connection just closes, as it would on a direct connection (no second
+    /// error from pgferry).
+    BackendEnded,
     /// Not an end: the idle session leaves the runtime for the parking lot.
     Park,
 }
@@ -151,7 +155,8 @@ impl Relay {
         tracing::debug!(?exit, "session ended");
         if let Some(held) = self.held.take() {
             // A client that left mid-message leaves the backend waiting for the rest of it.
-            let broken = matches!(exit, Exit::BackendLost(_)) || !self.client_scan.at_boundary();
+            let broken = matches!(exit, Exit::BackendLost(_) | Exit::BackendEnded)
+                || !self.client_scan.at_boundary();
             self.cancel.detach();
             let limit = self.ctx.config.limits.server_reset_timeout;
             salvage(*held, &self.pool, limit, broken, &self.pins).await;
@@ -164,6 +169,7 @@ impl Relay {
             Exit::BackendLost(message) => {
                 self.send_fatal(sqlstate::CONNECTION_FAILURE, message).await
             }
+            Exit::BackendEnded => self.say_goodbye(None).await,
             Exit::ClientGone | Exit::Terminated | Exit::Park => {}
         }
     }
@@ -501,7 +507,12 @@ impl Relay {
             .add_client_bytes_sent(std::mem::take(&mut self.bytes_out));
     }
 
+    /// How the session ends when the backend connection fails or closes: quietly if the
+    /// backend already told the client why (its FATAL error), with 08006 otherwise.
     pub(super) fn backend_lost(&self, detail: &str) -> Exit {
+        if self.held.as_deref().is_some_and(|h| h.ended_by_backend) {
+            return Exit::BackendEnded;
+        }
         let target = &self.pool.target;
         Exit::BackendLost(format!(
             "connection to backend \"{}\" ({}:{}) was lost: {detail}",
@@ -513,8 +524,15 @@ impl Relay {
         let mut buf = BytesMut::new();
         messages::error_response(&mut buf, messages::Severity::Fatal, code, message);
         self.ctx.metrics.count_error(code);
+        self.say_goodbye(Some(&buf)).await;
+    }
+
+    /// Sends the last message (if any) and closes the client's side of the connection.
+    async fn say_goodbye(&mut self, last: Option<&[u8]>) {
         let goodbye = async {
-            let _ = self.client.write_all(&buf).await;
+            if let Some(last) = last {
+                let _ = self.client.write_all(last).await;
+            }
             let _ = self.client.shutdown().await;
         };
         // A frozen client must not keep this task (and its socket) for TCP's retry period.

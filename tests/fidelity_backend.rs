@@ -17,8 +17,10 @@ async fn one_backend_proxy(mode: PoolMode) -> pgferry::ProxyHandle {
     config.auth.allow_md5 = true;
     config.databases[0].pool_size = 1;
     config.databases[0].pool_mode = mode;
-    // Long enough that a reset which waits for it cannot pass the test's one-second bound.
+    // A reset that waits for its timeout leaves the next client waiting past
+    // `query_wait_timeout` (53300): the next client's success is the test's clock.
     config.limits.server_reset_timeout = Duration::from_secs(30);
+    config.limits.query_wait_timeout = Duration::from_secs(2);
     start_proxy(config).await
 }
 
@@ -62,8 +64,8 @@ fn discarded(handle: &pgferry::ProxyHandle) -> f64 {
 }
 
 /// Item 10: a client that reads part of a large COPY TO STDOUT and closes its socket. The
-/// backend must come back clean (COPY cancelled and drained) well within a second, and be
-/// reused, not discarded after `server_reset_timeout`.
+/// backend must come back clean (COPY cancelled and drained) before the next client's wait
+/// for it times out, and be reused, not discarded after `server_reset_timeout`.
 async fn vanished_copy_reader_leaves_a_clean_backend(mode: PoolMode) {
     let handle = one_backend_proxy(mode).await;
     let addr = handle.client_addr();
@@ -84,14 +86,11 @@ async fn vanished_copy_reader_leaves_a_clean_backend(mode: PoolMode) {
         let (tag, _) = read_message(&mut reader.stream).await.expect("CopyData");
         assert_eq!(tag, b'd');
     }
-    let vanished = Instant::now();
     drop(reader);
 
     let mut next = RawClient::login(addr, APP_USER, APP_PASSWORD, APP_DB).await;
     let next_pid = backend_pid(&mut next).await;
-    let took = vanished.elapsed();
     assert_eq!(next_pid, pid, "the same backend serves the next client");
-    assert!(took < Duration::from_secs(1), "backend back after {took:?}");
     assert_eq!(discarded(&handle), 0.0, "no backend was discarded");
 }
 

@@ -313,3 +313,94 @@ fn logs_to_a_pipe_are_plain_text() {
         "ANSI escape codes in piped logs:\n{text:?}"
     );
 }
+
+/// A server that accepts TCP connections and never answers: a hung backend.
+fn black_hole() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the black hole");
+    let port = listener.local_addr().expect("its address").port();
+    (listener, port)
+}
+
+fn server_connections(state: &str) -> String {
+    format!(
+        "pgferry_server_connections{{database=\"{APP_DB}\",state=\"{state}\",user=\"{APP_USER}\"}}"
+    )
+}
+
+const BACKEND_UP: &str = "pgferry_backend_up{database=\"appdb\"}";
+
+#[tokio::test]
+async fn logins_a_backend_never_completes_are_connecting_not_active_and_not_ready() {
+    let (_listener, port) = black_hole();
+    for mode in MODES {
+        let mut config = proxy_config(pg());
+        config.databases[0].port = port;
+        config.databases[0].pool_mode = mode;
+        config.databases[0].connect_timeout = Duration::from_secs(3);
+        let handle = start_proxy(config).await;
+        let text = handle.metrics().encode();
+        assert_eq!(
+            probe::metric(&text, BACKEND_UP),
+            0.0,
+            "{mode:?}: TCP accepted, login never done"
+        );
+        let metrics_addr = handle.metrics_addr().expect("metrics enabled");
+        assert_eq!(
+            probe::http_get(metrics_addr, "/readyz").await.0,
+            503,
+            "{mode:?}"
+        );
+        let addr = handle.client_addr();
+        let client =
+            tokio::spawn(async move { connect(addr, APP_USER, APP_PASSWORD, APP_DB).await });
+        wait_for_metric(&handle, &server_connections("connecting"), 1.0).await;
+        let text = handle.metrics().encode();
+        assert_eq!(
+            probe::metric(&text, &server_connections("active")),
+            0.0,
+            "{mode:?}"
+        );
+        assert_eq!(
+            probe::metric(&text, &server_connections("idle")),
+            0.0,
+            "{mode:?}"
+        );
+        let message = expect_sqlstate(client.await.expect("client task"), "08006");
+        assert!(message.contains("did not answer"), "{mode:?}: {message}");
+        wait_for_metric(&handle, &server_connections("connecting"), 0.0).await;
+    }
+}
+
+#[tokio::test]
+async fn a_backend_refusing_pgferrys_login_is_down_and_not_ready() {
+    for mode in MODES {
+        let mut config = proxy_config(pg());
+        config.databases[0].pool_mode = mode;
+        config.databases[0].backend_user = Some(APP_USER.to_string());
+        config.databases[0].backend_password = Some("not-the-password".to_string());
+        let handle = start_proxy(config).await;
+        let text = handle.metrics().encode();
+        assert_eq!(
+            probe::metric(&text, BACKEND_UP),
+            0.0,
+            "{mode:?}: TCP works, login does not"
+        );
+        let metrics_addr = handle.metrics_addr().expect("metrics enabled");
+        assert_eq!(
+            probe::http_get(metrics_addr, "/readyz").await.0,
+            503,
+            "{mode:?}"
+        );
+        let result = connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB).await;
+        let message = expect_sqlstate(result, "28P01");
+        assert!(message.contains("backend \"appdb\""), "{mode:?}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_backend_serving_logins_is_up_and_ready() {
+    let handle = start_proxy(proxy_config(pg())).await;
+    assert_eq!(probe::metric(&handle.metrics().encode(), BACKEND_UP), 1.0);
+    let metrics_addr = handle.metrics_addr().expect("metrics enabled");
+    assert_eq!(probe::http_get(metrics_addr, "/readyz").await.0, 200);
+}

@@ -404,3 +404,71 @@ async fn a_backend_serving_logins_is_up_and_ready() {
     let metrics_addr = handle.metrics_addr().expect("metrics enabled");
     assert_eq!(probe::http_get(metrics_addr, "/readyz").await.0, 200);
 }
+
+/// A proxy in `mode` for the private server, clients `app` logging in to it as its superuser.
+async fn proxy_for_private(
+    server: &support::private_pg::PrivatePg,
+    mode: PoolMode,
+) -> pgferry::ProxyHandle {
+    let mut config = proxy_config(pg());
+    let db = &mut config.databases[0];
+    db.port = server.port;
+    db.dbname = "postgres".into();
+    db.pool_mode = mode;
+    db.backend_user = Some(support::private_pg::PRIVATE_SUPERUSER.into());
+    db.backend_password = Some("unused: trust".into());
+    start_proxy(config).await
+}
+
+/// What a direct login to the private server gets once its shutdown is under way (bounded).
+async fn wait_for_login_refusal(addr: SocketAddr) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let direct = connect(
+            addr,
+            support::private_pg::PRIVATE_SUPERUSER,
+            "x",
+            "postgres",
+        )
+        .await;
+        if let Err(error) = &direct {
+            if probe::sqlstate(error).as_deref() == Some("57P03") {
+                return expect_sqlstate(direct, "57P03");
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never refused logins: {direct:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn backend_refusing_logins_while_shutting_down_reaches_the_client_as_57p03() {
+    let server = support::private_pg::PrivatePg::launch("shutdown").expect("private server");
+    let mut proxies = Vec::new();
+    for mode in MODES {
+        let handle = proxy_for_private(&server, mode).await;
+        let holder = app_client(&handle).await;
+        holder.batch_execute("BEGIN").await.expect("BEGIN");
+        proxies.push((mode, handle, holder));
+    }
+    server.begin_smart_shutdown().expect("smart shutdown");
+    let oracle = wait_for_login_refusal(server.addr()).await;
+    for (mode, handle, holder) in &proxies {
+        let result = async {
+            let newcomer = connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB).await?;
+            newcomer.simple_query("SELECT 1").await.map(drop)
+        }
+        .await;
+        let message = expect_sqlstate(result, "57P03");
+        assert!(message.contains(&oracle), "{mode:?}: {message}");
+        assert!(message.contains("backend \"appdb\""), "{mode:?}: {message}");
+        holder
+            .batch_execute("SELECT 1")
+            .await
+            .expect("the holder's session goes on");
+    }
+    server.stop_now().expect("stop the private server");
+}

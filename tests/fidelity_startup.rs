@@ -65,6 +65,16 @@ fn silent_openings() -> Vec<(&'static str, Vec<u8>, bool)> {
             true,
         ),
         ("nothing at all", Vec::new(), true),
+        (
+            "short CancelRequest",
+            probe::packet(80_877_102, &[0, 0, 0, 1]),
+            false,
+        ),
+        (
+            "long CancelRequest",
+            probe::packet(80_877_102, &[0; 12]),
+            false,
+        ),
     ]
 }
 

@@ -47,6 +47,9 @@ pub enum StartupError {
     BadLength(i64),
     #[error("invalid length of startup packet: {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
+    /// A CancelRequest whose length is not 16 bytes.
+    #[error("invalid length of cancel request packet: {0} bytes")]
+    BadCancelLength(usize),
     /// The connection closed after part of a packet (a port scanner, or a client that died).
     #[error("incomplete startup packet")]
     Incomplete,
@@ -90,6 +93,7 @@ impl StartupError {
         matches!(
             self,
             StartupError::BadLength(_)
+                | StartupError::BadCancelLength(_)
                 | StartupError::TooLarge { .. }
                 | StartupError::Incomplete
                 | StartupError::Eof
@@ -230,9 +234,10 @@ pub fn parse_packet(packet: &[u8], limits: StartupLimits) -> Result<InitialPacke
             process_id: i32::from_be_bytes([body[0], body[1], body[2], body[3]]),
             secret_key: i32::from_be_bytes([body[4], body[5], body[6], body[7]]),
         }),
-        (SSL_REQUEST_CODE | GSSENC_REQUEST_CODE | CANCEL_REQUEST_CODE, _) => Err(
-            StartupError::Malformed("request packet with unexpected length"),
-        ),
+        (CANCEL_REQUEST_CODE, _) => Err(StartupError::BadCancelLength(packet.len())),
+        (SSL_REQUEST_CODE | GSSENC_REQUEST_CODE, _) => Err(StartupError::Malformed(
+            "request packet with unexpected length",
+        )),
         _ => parse_startup(code, body, limits).map(InitialPacket::Startup),
     }
 }
@@ -360,7 +365,10 @@ mod tests {
                 secret_key: 256
             })
         );
-        assert!(parse_packet(&packet(CANCEL_REQUEST_CODE, &[0, 0]), LIMITS).is_err());
+        assert_eq!(
+            parse_packet(&packet(CANCEL_REQUEST_CODE, &[0, 0]), LIMITS),
+            Err(StartupError::BadCancelLength(10))
+        );
     }
 
     #[test]

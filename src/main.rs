@@ -107,9 +107,19 @@ fn init_logging(config: &Config) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_logs())
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
     }
+}
+
+/// Colour only where a human watches a terminal: logs written to a file, a pipe or journald
+/// must be plain text (escape codes break grep and log shippers). `NO_COLOR` set to anything
+/// non-empty turns colour off (https://no-color.org).
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_colour && std::io::stderr().is_terminal()
 }

@@ -149,7 +149,7 @@ pub(crate) mod def {
     pub const ERRORS: Def = ("pgferry_errors_total", "ErrorResponses sent, by SQLSTATE class");
     pub const BYTES_IN: Def = ("pgferry_client_bytes_received_total", "Bytes read from clients");
     pub const BYTES_OUT: Def = ("pgferry_client_bytes_sent_total", "Bytes written to clients");
-    pub const BACKEND_UP: Def = ("pgferry_backend_up", "1 if the database's backend is reachable");
+    pub const BACKEND_UP: Def = ("pgferry_backend_up", "1 if the database's backend serves logins");
     pub const PINNED_SESSIONS: Def = ("pgferry_pinned_sessions", "Sessions pinned to a backend, by reason");
     pub const WAIT: Def = ("pgferry_pool_checkout_wait_seconds", "Wait for a server connection");
     pub const TXNS: Def = ("pgferry_transactions_total", "Transactions served");

@@ -67,7 +67,13 @@ impl Proxy {
         let listener = crate::stream::bind_client_listener(addr)
             .map_err(|source| StartError::Bind { addr, source })?;
         let client_addr = local_addr(&listener, config.listen.addr)?;
-        let ready = spawn_health_checker(&config, Arc::clone(&metrics), shutdown_rx.clone()).await;
+        let ready = spawn_health_checker(
+            &config,
+            &ctx.pools,
+            Arc::clone(&metrics),
+            shutdown_rx.clone(),
+        )
+        .await;
         let metrics_addr = match config.metrics.listen {
             Some(addr) => {
                 let http = bind(addr).await?;

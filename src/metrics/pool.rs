@@ -30,8 +30,10 @@ pub struct PoolState {
     pub user: String,
     /// Configured maximum number of server connections.
     pub max_size: u32,
-    /// Server connections currently open (idle + in use).
+    /// Server connections currently open or being opened (idle + in use + connecting).
     pub connections: u32,
+    /// Server connections being opened (TCP, TLS, login): not yet usable, so not `active`.
+    pub connecting: u32,
     /// Open server connections sitting idle in the pool.
     pub idle: u32,
     /// Clients queued waiting for a connection.
@@ -182,7 +184,7 @@ impl PoolGauges {
         }
         for p in source.map(|s| s.pool_states()).unwrap_or_default() {
             let (db, user) = (p.database.as_str(), p.user.as_str());
-            let active = p.connections.saturating_sub(p.idle);
+            let active = p.connections.saturating_sub(p.idle + p.connecting);
             self.max
                 .with_label_values(&[db, user])
                 .set(p.max_size.into());
@@ -198,6 +200,9 @@ impl PoolGauges {
             self.servers
                 .with_label_values(&[db, user, "active"])
                 .set(active.into());
+            self.servers
+                .with_label_values(&[db, user, "connecting"])
+                .set(p.connecting.into());
         }
     }
 }
@@ -224,6 +229,7 @@ mod tests {
             user: "app".into(),
             max_size: 20,
             connections,
+            connecting: 1,
             idle,
             waiting: 3,
             pinned: 1,
@@ -292,8 +298,9 @@ mod tests {
             let l = format!("{{database=\"{db}\",state=\"{st}\",user=\"app\"}}");
             sample(t, &format!("pgferry_server_connections{l}"))
         };
-        assert_eq!(servers(&t, "a", "active"), Some(3.0));
+        assert_eq!(servers(&t, "a", "active"), Some(2.0));
         assert_eq!(servers(&t, "a", "idle"), Some(2.0));
+        assert_eq!(servers(&t, "a", "connecting"), Some(1.0));
         assert_eq!(servers(&t, "b", "active"), Some(0.0));
         let pool = |name: &str| format!("{name}{{database=\"a\",user=\"app\"}}");
         assert_eq!(

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -94,6 +94,10 @@ pub struct BackendPool {
     pinned: AtomicI64,
     /// Whether the task ending overdue waits runs (started by the first wait).
     expiry_started: AtomicBool,
+    /// Connections being opened (connect, TLS, login), for `pgferry_server_connections`.
+    connecting: AtomicU32,
+    /// Set when a checkout succeeds; the health probe takes it instead of logging in itself.
+    served: AtomicBool,
 }
 
 impl BackendPool {
@@ -120,6 +124,8 @@ impl BackendPool {
             baseline: RwLock::new(None),
             pinned: AtomicI64::new(0),
             expiry_started: AtomicBool::new(false),
+            connecting: AtomicU32::new(0),
+            served: AtomicBool::new(false),
         }
     }
 
@@ -129,7 +135,30 @@ impl BackendPool {
         let started = Instant::now();
         let checkout = self.acquire(started).await?;
         self.metrics.observe_checkout_wait(started.elapsed());
+        // Read first: the flag is written once per health-probe round, not per checkout.
+        if !self.served.load(Ordering::Relaxed) {
+            self.served.store(true, Ordering::Relaxed);
+        }
         Ok(checkout)
+    }
+
+    /// True if a client got a connection since the last call: the backend serves, so the
+    /// health probe needs no login of its own.
+    pub fn take_served(&self) -> bool {
+        self.served.swap(false, Ordering::Relaxed)
+    }
+
+    /// Logs in to the backend as this pool does, within `timeout`, then closes the connection:
+    /// the health probe for a pool that served nobody lately. A TCP connect is not enough, as a
+    /// backend can accept connections and still refuse or never complete logins.
+    pub async fn probe_login(&self, timeout: Duration) -> Result<(), ServerError> {
+        let login = tokio::time::timeout(timeout, ServerConn::connect(&self.target)).await;
+        let mut conn = login.map_err(|_| ServerError::Timeout {
+            addr: self.target.addr(),
+            after: timeout,
+        })??;
+        conn.terminate().await;
+        Ok(())
     }
 
     async fn acquire(&self, started: Instant) -> Result<Checkout, CheckoutError> {
@@ -206,7 +235,10 @@ impl BackendPool {
     /// Opens a connection in `slot`. On failure every waiting client is told the error too,
     /// then the place is freed.
     async fn open(&self, slot: Slot<Box<ServerConn>>) -> Result<Checkout, ConnectFailure> {
-        match ServerConn::connect(&self.target).await {
+        let connecting = Connecting::count(&self.connecting);
+        let connected = ServerConn::connect(&self.target).await;
+        drop(connecting);
+        match connected {
             Ok(conn) => {
                 self.remember_baseline(&conn);
                 Ok(slot.fill(Box::new(conn)))
@@ -289,10 +321,28 @@ impl BackendPool {
             user: self.user.clone(),
             max_size: self.size,
             connections: occupancy.open,
+            connecting: self.connecting.load(Ordering::Relaxed),
             idle: occupancy.idle,
             waiting: occupancy.waiting,
             pinned: u32::try_from(self.pinned.load(Ordering::Relaxed)).unwrap_or(0),
         }
+    }
+}
+
+/// Counts one connection being opened for as long as it lives (the opening client may be
+/// dropped mid-login, e.g. when it disconnects).
+struct Connecting<'a>(&'a AtomicU32);
+
+impl<'a> Connecting<'a> {
+    fn count(counter: &'a AtomicU32) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Connecting(counter)
+    }
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -1,8 +1,12 @@
-//! Background reachability probe behind `/readyz` and `pgferry_backend_up`.
+//! Background probe behind `/readyz` and `pgferry_backend_up`.
 //!
 //! Readiness must not depend on client traffic: a proxy that has served nobody yet should
-//! still say whether its backends answer. A TCP connect every few seconds is enough to tell a
-//! load balancer whether to send Lambdas here.
+//! still say whether its backends serve. A TCP connect is not enough: a backend that accepts
+//! connections but refuses logins (wrong backend password, too many connections, recovery) or
+//! never completes them (a hung server) cannot serve a single query. So a database is up when
+//! one of its pools handed out a connection since the last round, or else when a real login
+//! (as that pool's user, closed at once) succeeds within the probe timeout: an idle proxy costs
+//! the backend one short login per database every few seconds, a busy one none.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,27 +16,47 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::{BackendPool, PoolRegistry};
 use crate::config::Config;
 use crate::metrics::Metrics;
 
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What is probed for one configured database.
+struct Probed {
+    host: String,
+    port: u16,
+    /// Its pools, by user name; empty if no user has a backend login for it.
+    pools: Vec<Arc<BackendPool>>,
+    /// The last verdict, so only changes are logged.
+    up: Option<bool>,
+}
+
 /// Probes every configured backend once, then keeps probing in the background; the returned
-/// flag is true while any answers. The first round completes before this returns, so
+/// flag is true while any serves. The first round completes before this returns, so
 /// `/readyz` is meaningful from the moment the proxy listens.
 pub async fn spawn_health_checker(
     config: &Config,
+    pools: &PoolRegistry,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Arc<AtomicBool> {
     let ready = Arc::new(AtomicBool::new(false));
-    let backends: BTreeMap<String, (String, u16)> = config
+    let mut backends: BTreeMap<String, Probed> = config
         .databases
         .iter()
-        .map(|d| (d.name.clone(), (d.host.clone(), d.port)))
+        .map(|d| {
+            let probed = Probed {
+                host: d.host.clone(),
+                port: d.port,
+                pools: pools.pools_for(&d.name),
+                up: None,
+            };
+            (d.name.clone(), probed)
+        })
         .collect();
-    probe_all(&backends, &metrics, &ready).await;
+    probe_all(&mut backends, &metrics, &ready).await;
     let flag = Arc::clone(&ready);
     tokio::spawn(async move {
         loop {
@@ -40,29 +64,52 @@ pub async fn spawn_health_checker(
                 _ = tokio::time::sleep(PROBE_INTERVAL) => {}
                 _ = shutdown.changed() => return,
             }
-            probe_all(&backends, &metrics, &flag).await;
+            probe_all(&mut backends, &metrics, &flag).await;
         }
     });
     ready
 }
 
-async fn probe_all(
-    backends: &BTreeMap<String, (String, u16)>,
-    metrics: &Metrics,
-    ready: &AtomicBool,
-) {
+/// One round over every database; each probe is bounded by [`PROBE_TIMEOUT`].
+async fn probe_all(backends: &mut BTreeMap<String, Probed>, metrics: &Metrics, ready: &AtomicBool) {
     let mut any_up = false;
-    for (database, (host, port)) in backends {
-        let up = probe(host, *port).await;
+    for (database, probed) in backends.iter_mut() {
+        let verdict = probe(probed).await;
+        let up = verdict.is_ok();
+        if probed.up != Some(up) {
+            match &verdict {
+                Ok(()) => tracing::info!(database = %database, "backend is up"),
+                Err(error) => tracing::warn!(database = %database, %error, "backend is down"),
+            }
+            probed.up = Some(up);
+        }
         metrics.set_backend_up(database, up);
         any_up |= up;
     }
     ready.store(any_up, Ordering::Relaxed);
 }
 
-async fn probe(host: &str, port: u16) -> bool {
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port))).await,
-        Ok(Ok(_))
-    )
+/// Up if a pool served a client since the last round, else if a login succeeds. A database
+/// without pools (no user has a backend login for it) can only be checked for reachability.
+async fn probe(probed: &Probed) -> Result<(), String> {
+    if probed.pools.iter().any(|pool| pool.take_served()) {
+        return Ok(());
+    }
+    match probed.pools.first() {
+        Some(pool) => pool
+            .probe_login(PROBE_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string()),
+        None => tcp_probe(&probed.host, probed.port).await,
+    }
+}
+
+async fn tcp_probe(host: &str, port: u16) -> Result<(), String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(format!("could not connect to {host}:{port}: {error}")),
+        Err(_) => Err(format!(
+            "no answer from {host}:{port} within {PROBE_TIMEOUT:?}"
+        )),
+    }
 }

@@ -111,6 +111,21 @@ impl PoolRegistry {
         self.databases.get(database).map(|d| d.pool_mode)
     }
 
+    /// The pools of `database`, by user name (the health probe logs in as the first).
+    pub fn pools_for(&self, database: &str) -> Vec<Arc<BackendPool>> {
+        let mut pools: Vec<_> = self
+            .pools
+            .iter()
+            .filter(|((db, _), _)| db == database)
+            .map(|((_, user), pool)| (user, pool))
+            .collect();
+        pools.sort_by(|a, b| a.0.cmp(b.0));
+        pools
+            .into_iter()
+            .map(|(_, pool)| Arc::clone(pool))
+            .collect()
+    }
+
     /// Every pool, for health checks and shutdown.
     pub fn pools(&self) -> impl Iterator<Item = &Arc<BackendPool>> {
         self.pools.values()

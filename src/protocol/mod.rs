@@ -40,4 +40,35 @@ pub mod sqlstate {
     pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
     /// Idle session timeout (PostgreSQL 14+ code).
     pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+    /// Invalid byte sequence for an encoding (PostgreSQL's code for text that is not UTF-8).
+    pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+
+    /// The codes a PostgreSQL server sends when it refuses a login (ProcessStartupPacket,
+    /// InitPostgres, authentication), sorted for binary search.
+    const LOGIN_REFUSALS: &[&str] = &[
+        "08004", "08P01", "0A000", "22023", "28000", "28P01", "3D000", "42501", "53000", "53100",
+        "53200", "53300", "55000", "57P01", "57P02", "57P03",
+    ];
+
+    /// `code` as a static string if it is one a backend refuses logins with, so the client
+    /// gets the backend's own reason (57P03 starting up, 53300 too many connections, 28P01
+    /// wrong password) rather than a generic connection failure. Other codes are `None`: the
+    /// caller reports them as [`CONNECTION_FAILURE`].
+    pub fn login_refusal(code: &str) -> Option<&'static str> {
+        LOGIN_REFUSALS
+            .binary_search(&code)
+            .ok()
+            .map(|i| LOGIN_REFUSALS[i])
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn login_refusals_are_sorted_and_found() {
+            assert!(super::LOGIN_REFUSALS.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(super::login_refusal("57P03"), Some("57P03"));
+            assert_eq!(super::login_refusal("53300"), Some("53300"));
+            assert_eq!(super::login_refusal("XX000"), None);
+        }
+    }
 }

@@ -8,8 +8,6 @@ use bytes::{Buf, BytesMut};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::decode::take_cstr;
-
 /// Request code of SSLRequest.
 pub const SSL_REQUEST_CODE: i32 = 80_877_103;
 /// Request code of GSSENCRequest.
@@ -47,8 +45,17 @@ pub struct StartupParams {
 pub enum StartupError {
     #[error("invalid length of startup packet: {0}")]
     BadLength(i64),
-    #[error("startup packet of {len} bytes exceeds the limit of {max} bytes")]
+    #[error("invalid length of startup packet: {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
+    /// A CancelRequest whose length is not 16 bytes.
+    #[error("invalid length of cancel request packet: {0} bytes")]
+    BadCancelLength(usize),
+    /// The connection closed after part of a packet (a port scanner, or a client that died).
+    #[error("incomplete startup packet")]
+    Incomplete,
+    /// A parameter name or value is not UTF-8; `what` names it (`startup parameter "x"`).
+    #[error("invalid byte sequence for encoding \"UTF8\" in {what}: {bytes}")]
+    NotUtf8 { what: String, bytes: String },
     #[error("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0")]
     UnsupportedProtocol { major: i32, minor: i32 },
     #[error("startup packet has more than {max} parameters")]
@@ -59,7 +66,9 @@ pub enum StartupError {
     MissingUser,
     #[error("replication connections are not supported by pgferry")]
     Replication,
-    #[error("connection closed before the startup packet was complete")]
+    /// The connection closed before sending anything (health checks, a client that did not
+    /// like the answer to its SSLRequest): nothing worth a log line, as in PostgreSQL.
+    #[error("connection closed before sending a startup packet")]
     Eof,
 }
 
@@ -71,8 +80,24 @@ impl StartupError {
                 super::sqlstate::FEATURE_NOT_SUPPORTED
             }
             StartupError::MissingUser => super::sqlstate::INVALID_AUTHORIZATION,
+            StartupError::NotUtf8 { .. } => super::sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
             _ => super::sqlstate::PROTOCOL_VIOLATION,
         }
+    }
+
+    /// True where PostgreSQL closes the connection without an ErrorResponse (it only logs):
+    /// a length that cannot be a startup packet (an HTTP request or a TLS ClientHello sent to
+    /// the port) or a packet cut short. Answering such a peer in the PostgreSQL protocol would
+    /// tell it nothing it can use.
+    pub fn closes_silently(&self) -> bool {
+        matches!(
+            self,
+            StartupError::BadLength(_)
+                | StartupError::BadCancelLength(_)
+                | StartupError::TooLarge { .. }
+                | StartupError::Incomplete
+                | StartupError::Eof
+        )
     }
 }
 
@@ -157,30 +182,39 @@ impl Inbox {
 
 /// Reads one length-prefixed startup-phase packet into `inbox` and returns it (length field
 /// included), reading at most [`OPENING_READ`] bytes ahead. The length is checked before the
-/// body is awaited.
+/// body is awaited; like PostgreSQL's `MAX_STARTUP_PACKET_LENGTH`, `max_packet_size` bounds
+/// the packet after its length word.
 pub async fn read_packet<'a, S: AsyncRead + Unpin>(
     stream: &mut S,
     inbox: &'a mut Inbox,
     max_packet_size: usize,
 ) -> Result<&'a [u8], StartupError> {
-    let eof = |_| StartupError::Eof;
-    inbox.fill(stream, 4, OPENING_READ).await.map_err(eof)?;
+    if inbox.fill(stream, 4, OPENING_READ).await.is_err() {
+        return Err(match inbox.pending() {
+            [] => StartupError::Eof,
+            _ => StartupError::Incomplete,
+        });
+    }
     let (len_bytes, _) = inbox
         .pending()
         .split_first_chunk::<4>()
-        .ok_or(StartupError::Eof)?;
+        .ok_or(StartupError::Incomplete)?;
     let len = i32::from_be_bytes(*len_bytes);
     if len < 8 {
         return Err(StartupError::BadLength(len.into()));
     }
     let len = len as usize;
-    if len > max_packet_size {
+    if len - 4 > max_packet_size {
         return Err(StartupError::TooLarge {
             len,
             max: max_packet_size,
         });
     }
-    inbox.fill(stream, len, OPENING_READ).await.map_err(eof)?;
+    let incomplete = |_| StartupError::Incomplete;
+    inbox
+        .fill(stream, len, OPENING_READ)
+        .await
+        .map_err(incomplete)?;
     Ok(inbox.take(len))
 }
 
@@ -200,9 +234,10 @@ pub fn parse_packet(packet: &[u8], limits: StartupLimits) -> Result<InitialPacke
             process_id: i32::from_be_bytes([body[0], body[1], body[2], body[3]]),
             secret_key: i32::from_be_bytes([body[4], body[5], body[6], body[7]]),
         }),
-        (SSL_REQUEST_CODE | GSSENC_REQUEST_CODE | CANCEL_REQUEST_CODE, _) => Err(
-            StartupError::Malformed("request packet with unexpected length"),
-        ),
+        (CANCEL_REQUEST_CODE, _) => Err(StartupError::BadCancelLength(packet.len())),
+        (SSL_REQUEST_CODE | GSSENC_REQUEST_CODE, _) => Err(StartupError::Malformed(
+            "request packet with unexpected length",
+        )),
         _ => parse_startup(code, body, limits).map(InitialPacket::Startup),
     }
 }
@@ -223,11 +258,13 @@ fn parse_startup(
     let mut rest = body;
     let mut count = 0;
     loop {
-        let (name, after) = take_cstr(rest).ok_or(StartupError::Malformed("unterminated name"))?;
+        let (name, after) = split_cstr(rest).ok_or(StartupError::Malformed("unterminated name"))?;
         if name.is_empty() {
             break;
         }
-        let (value, after) = take_cstr(after).ok_or(StartupError::Malformed("missing value"))?;
+        let name = utf8(name, || "the name of a startup parameter".to_string())?;
+        let (value, after) = split_cstr(after).ok_or(StartupError::Malformed("missing value"))?;
+        let value = utf8(value, || format!("startup parameter \"{name}\""))?;
         count += 1;
         if count > limits.max_parameters {
             return Err(StartupError::TooManyParameters {
@@ -244,6 +281,30 @@ fn parse_startup(
         startup.database = startup.user.clone();
     }
     Ok(startup)
+}
+
+/// Splits a NUL-terminated byte string off the front of `bytes`.
+fn split_cstr(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = bytes.iter().position(|&b| b == 0)?;
+    Some((&bytes[..end], &bytes[end + 1..]))
+}
+
+/// `raw` as text, or an error naming the parameter (`what`) and the first invalid bytes in
+/// PostgreSQL's notation (`0xc3 0x28`), so the client learns exactly what to fix.
+fn utf8(raw: &[u8], what: impl FnOnce() -> String) -> Result<&str, StartupError> {
+    std::str::from_utf8(raw).map_err(|error| {
+        let start = error.valid_up_to();
+        let end = start + error.error_len().unwrap_or(raw.len() - start);
+        let bytes = raw[start..end]
+            .iter()
+            .map(|b| format!("0x{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        StartupError::NotUtf8 {
+            what: what(),
+            bytes,
+        }
+    })
 }
 
 impl StartupParams {
@@ -304,7 +365,10 @@ mod tests {
                 secret_key: 256
             })
         );
-        assert!(parse_packet(&packet(CANCEL_REQUEST_CODE, &[0, 0]), LIMITS).is_err());
+        assert_eq!(
+            parse_packet(&packet(CANCEL_REQUEST_CODE, &[0, 0]), LIMITS),
+            Err(StartupError::BadCancelLength(10))
+        );
     }
 
     #[test]
@@ -369,8 +433,47 @@ mod tests {
         let (mut inbox, mut short): (_, &[u8]) = (Inbox::default(), &[0, 0, 0, 12, 1]);
         assert_eq!(
             read_packet(&mut short, &mut inbox, 10_000).await,
+            Err(StartupError::Incomplete)
+        );
+        let (mut inbox, mut half_length): (_, &[u8]) = (Inbox::default(), &[0, 0]);
+        assert_eq!(
+            read_packet(&mut half_length, &mut inbox, 10_000).await,
+            Err(StartupError::Incomplete)
+        );
+        let (mut inbox, mut nothing): (_, &[u8]) = (Inbox::default(), &[]);
+        assert_eq!(
+            read_packet(&mut nothing, &mut inbox, 10_000).await,
             Err(StartupError::Eof)
         );
+        // PostgreSQL's limit applies to what follows the length word.
+        let mut at_limit = packet(196_608, &[b'x'; 9996]);
+        at_limit.extend_from_slice(b"more");
+        let (mut inbox, mut stream) = (Inbox::default(), at_limit.as_slice());
+        assert!(read_packet(&mut stream, &mut inbox, 10_000).await.is_ok());
+    }
+
+    #[test]
+    fn parameters_that_are_not_utf8_are_named() {
+        let body = b"user\0app\0application_name\0caf\xc3\x28\0\0";
+        assert_eq!(
+            parse_packet(&packet(196_608, body), LIMITS),
+            Err(StartupError::NotUtf8 {
+                what: "startup parameter \"application_name\"".into(),
+                bytes: "0xc3".into(),
+            })
+        );
+        let body = b"user\0\xff\0\0";
+        let error = parse_packet(&packet(196_608, body), LIMITS).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid byte sequence for encoding \"UTF8\" in startup parameter \"user\": 0xff"
+        );
+        assert_eq!(error.sqlstate(), "22021");
+        let body = b"us\xe9r\0app\0\0";
+        assert!(matches!(
+            parse_packet(&packet(196_608, body), LIMITS),
+            Err(StartupError::NotUtf8 { what, .. }) if what == "the name of a startup parameter"
+        ));
     }
 
     /// Two packets that arrived together: the first read takes both, the second packet is

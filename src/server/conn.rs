@@ -110,6 +110,14 @@ impl ServerConn {
         result
     }
 
+    /// Ends the session politely (Terminate, then close), so the backend logs no "unexpected
+    /// EOF"; failures do not matter, the connection is gone either way.
+    pub async fn terminate(&mut self) {
+        self.mark_dirty();
+        let _ = self.stream.write_all(&[b'X', 0, 0, 0, 4]).await;
+        let _ = self.stream.shutdown().await;
+    }
+
     async fn empty_query(&mut self) -> Result<(), ServerError> {
         self.mark_dirty();
         let mut out = BytesMut::new();

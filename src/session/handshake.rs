@@ -57,7 +57,12 @@ pub async fn open(mut tcp: TcpStream, ctx: &SessionContext) -> Opened {
 
 async fn direct_tls(tcp: TcpStream, hello: Inbox, ctx: &SessionContext) -> Opened {
     let Some(config) = ctx.tls_config() else {
-        tracing::debug!("direct TLS attempted but TLS is disabled");
+        // PostgreSQL without direct TLS reads the ClientHello as an invalid length and closes.
+        tracing::info!(
+            peer = tcp.peer_addr().ok().map(tracing::field::display),
+            message = "TLS ClientHello received but TLS is disabled",
+            "refusing client without a reply, as PostgreSQL does"
+        );
         ctx.metrics.client_rejected(RejectReason::BadStartup);
         return Opened::Closed;
     };
@@ -96,7 +101,6 @@ async fn negotiate(mut stream: ClientStream, mut inbox: Inbox, ctx: &SessionCont
         let read = startup::read_packet(&mut stream, &mut inbox, limits.max_packet_size).await;
         let packet = match read {
             Ok(packet) => startup::parse_packet(packet, limits),
-            Err(StartupError::Eof) => return Opened::Closed,
             Err(error) => return refuse_startup(&mut stream, ctx, &error).await,
         };
         match packet {
@@ -197,13 +201,30 @@ async fn answer_ssl_request(
     }
 }
 
+/// Refuses a bad first packet: with a FATAL ErrorResponse where PostgreSQL sends one, else
+/// (a length no startup packet has, a packet cut short) by closing after a log line, as
+/// PostgreSQL does. A connection that closes without sending anything is not worth either.
 async fn refuse_startup(
     stream: &mut ClientStream,
     ctx: &SessionContext,
     error: &StartupError,
 ) -> Opened {
+    if *error == StartupError::Eof {
+        return Opened::Closed;
+    }
     ctx.metrics.client_rejected(RejectReason::BadStartup);
-    refuse(stream, ctx, None, error.sqlstate(), &error.to_string()).await
+    if !error.closes_silently() {
+        return refuse(stream, ctx, None, error.sqlstate(), &error.to_string()).await;
+    }
+    let peer = stream.peer_addr().ok();
+    tracing::info!(
+        peer = peer.map(tracing::field::display),
+        sqlstate = error.sqlstate(),
+        message = %error,
+        "refusing client without a reply, as PostgreSQL does"
+    );
+    let _ = stream.shutdown().await;
+    Opened::Closed
 }
 
 /// Sends a FATAL error and reports the connection as closed. The log line names the client

@@ -454,11 +454,8 @@ impl Relay {
         let checkout = self.pool.checkout().await;
         self.gauge.set(ClientState::Active);
         let checkout = checkout.map_err(|e| {
-            let sqlstate = if e.sqlstate() == sqlstate::TOO_MANY_CONNECTIONS {
-                sqlstate::TOO_MANY_CONNECTIONS
-            } else {
-                sqlstate::CONNECTION_FAILURE
-            };
+            let sqlstate =
+                sqlstate::login_refusal(e.sqlstate()).unwrap_or(sqlstate::CONNECTION_FAILURE);
             fatal(sqlstate, &e.to_string())
         })?;
         let mut held = Held::new(checkout);

@@ -155,4 +155,5 @@ pub async fn connect_tls(
     Ok(client)
 }
 
+pub mod private_pg;
 pub mod probe;

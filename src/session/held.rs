@@ -37,6 +37,9 @@ pub struct Held {
     /// Server statement used by the last Bind, for `0A000 cached plan must not change result
     /// type` on the Execute after it.
     pub last_bound: Option<StatementId>,
+    /// The last Bind was of `DEALLOCATE ALL` / `DISCARD ALL`: the undo of the statements it
+    /// dropped, handed to the next Execute (which runs it and may fail).
+    pub reset_at_execute: Option<Undo>,
 }
 
 impl Held {
@@ -55,6 +58,7 @@ impl Held {
             transaction_effects: Vec::new(),
             last_was_commit: false,
             last_bound: None,
+            reset_at_execute: None,
         }
     }
 
@@ -80,7 +84,10 @@ impl Held {
 
     /// Records a client message that the relay is about to forward (`describe_kind`: first
     /// body byte of a Describe), with the action to run when its reply arrives.
-    pub fn note_client_request(&mut self, tag: u8, describe_kind: Option<u8>, action: Action) {
+    pub fn note_client_request(&mut self, tag: u8, describe_kind: Option<u8>, mut action: Action) {
+        if tag == b'E' && self.reset_at_execute.is_some() {
+            action.undo = self.reset_at_execute.take();
+        }
         if matches!(tag, b'c' | b'f') {
             self.copy_in = false;
         }

@@ -323,7 +323,14 @@ async fn discard_all_inside_a_transaction_fails_and_outside_resets_statements() 
     ];
     let in_one_string = vec![(query("SELECT 1; DISCARD ALL"), 1)];
     let outside = vec![(query("DISCARD ALL"), 1)];
-    for reset in [inside, extended_inside, in_one_string, outside] {
+    let extended_outside = vec![(unnamed("DISCARD ALL"), 1)];
+    for reset in [
+        inside,
+        extended_inside,
+        in_one_string,
+        outside,
+        extended_outside,
+    ] {
         for mode in both_modes() {
             same_as_direct(mode, &around_reset(reset.clone()), &next_client()).await;
         }

@@ -242,11 +242,6 @@ pub fn build_close_statement(name: &[u8]) -> Result<Bytes, MsgError> {
     build_target(b'C', TargetKind::Statement, name)
 }
 
-/// ParseComplete, synthesized when the statement is already prepared on the server.
-pub fn parse_complete() -> Bytes {
-    Bytes::from_static(b"1\0\0\0\x04")
-}
-
 /// CloseComplete, synthesized for a client's Close of a named statement.
 pub fn close_complete() -> Bytes {
     Bytes::from_static(b"3\0\0\0\x04")

@@ -15,7 +15,7 @@
 //! 1. **Wire order.** Frames are planned in the order the client sent them, each as one isolated
 //!    frame; every `prelude` frame and the rewritten frame are written to the server in plan
 //!    order. A planning error ([`MsgError`]) is a malformed message: FATAL 08P01.
-//! 2. **Reply order.** A `Synthesize` reply (ParseComplete, CloseComplete) and an `Error` reply
+//! 2. **Reply order.** A `Synthesize` reply (CloseComplete) and an `Error` reply
 //!    must reach the client exactly after the server's responses to every earlier frame and
 //!    before those to later frames — so the expected-response queue needs one entry per
 //!    extended-protocol message, not only per ReadyForQuery. The server answers a Parse with
@@ -73,10 +73,9 @@ pub use cache::{CachedStatement, StatementCache, StatementId};
 pub use client_map::{ClientStatements, Named, RegisterError};
 pub use messages::{
     build_close_statement, build_parse, close_complete, duplicate_statement_error,
-    missing_statement_error, parse_bind, parse_complete, parse_parse, parse_target, poison_frame,
-    rewrite_bind, rewrite_describe, too_many_statements_error, BindNames, MsgError, ParseMsg,
-    Target, TargetKind, CONFIGURATION_LIMIT_EXCEEDED, DUPLICATE_PREPARED_STATEMENT,
-    INVALID_SQL_STATEMENT_NAME,
+    missing_statement_error, parse_bind, parse_parse, parse_target, poison_frame, rewrite_bind,
+    rewrite_describe, too_many_statements_error, BindNames, MsgError, ParseMsg, Target, TargetKind,
+    CONFIGURATION_LIMIT_EXCEEDED, DUPLICATE_PREPARED_STATEMENT, INVALID_SQL_STATEMENT_NAME,
 };
 pub use planner::{plan, reset_statements, Injected, Plan, PlanContext, Planned, Undo};
 pub use server_names::name_client_statements;

@@ -223,17 +223,14 @@ fn plan_parse(frame: &[u8], ctx: PlanContext<'_>) -> Result<Planned, MsgError> {
 
 fn plan_bind(frame: &[u8], mut ctx: PlanContext<'_>) -> Result<Planned, MsgError> {
     let names = msg::parse_bind(frame)?;
-    let resets = match names.statement {
-        b"" => ctx.client.unnamed_resets(),
-        name => ctx
-            .client
-            .get(name)
-            .is_some_and(|n| n.statement.resets_statements),
-    };
-    let mut planned = plan_use(names.statement, &mut ctx, |name| {
+    let (mut planned, named_resets) = plan_use(names.statement, &mut ctx, |name| {
         msg::rewrite_bind(frame, name)
     })?;
-    if resets && !matches!(planned.plan, Plan::Error { .. }) {
+    let resets = match names.statement {
+        b"" => ctx.client.unnamed_resets(),
+        _ => named_resets,
+    };
+    if resets {
         planned.undo_at_execute = Some(reset_statements(ctx.client, ctx.server));
     }
     Ok(planned)
@@ -244,27 +241,29 @@ fn plan_describe(frame: &[u8], mut ctx: PlanContext<'_>) -> Result<Planned, MsgE
     if target.kind == TargetKind::Portal {
         return Ok(Planned::pass());
     }
-    plan_use(target.name, &mut ctx, |name| {
+    let (planned, _) = plan_use(target.name, &mut ctx, |name| {
         msg::rewrite_describe(frame, name)
-    })
+    })?;
+    Ok(planned)
 }
 
 /// Bind or Describe of a client statement: rename it, preparing it on this server first if
-/// needed.
+/// needed. Also says whether the statement is `DEALLOCATE ALL` / `DISCARD ALL` (false for the
+/// unnamed statement, and for an unknown name, which fails).
 fn plan_use(
     name: &[u8],
     ctx: &mut PlanContext<'_>,
     rewrite: impl FnOnce(&[u8]) -> Result<Bytes, MsgError>,
-) -> Result<Planned, MsgError> {
+) -> Result<(Planned, bool), MsgError> {
     if name.is_empty() {
-        return Ok(Planned::pass());
+        return Ok((Planned::pass(), false));
     }
     let Some(Named {
         statement,
         generation,
     }) = ctx.client.get(name).cloned()
     else {
-        return Ok(error(msg::missing_statement_error(name)));
+        return Ok((error(msg::missing_statement_error(name)), false));
     };
     let frame = rewrite(&statement.server_name)?;
     let (prelude, undo) = match ctx.server.touch(statement.id, generation) {
@@ -275,12 +274,13 @@ fn plan_use(
             (prelude, Some(undo))
         }
     };
-    Ok(Planned {
+    let planned = Planned {
         plan: Plan::Forward { prelude, frame },
         undo,
         statement: Some(statement.id),
         undo_at_execute: None,
-    })
+    };
+    Ok((planned, statement.resets_statements))
 }
 
 fn plan_close(frame: &[u8], ctx: PlanContext<'_>) -> Result<Planned, MsgError> {

@@ -468,3 +468,43 @@ async fn errors_name_the_clients_statement_not_pgferrys() {
         assert_eq!(got, expected, "{mode:?}");
     }
 }
+
+/// The backend's name for a statement prepared through pgferry (what `pg_prepared_statements`
+/// shows on the backend holding it).
+async fn server_name_of(client: &mut RawClient, text: &str) -> String {
+    let sql = format!("SELECT name FROM pg_prepared_statements WHERE statement = '{text}'");
+    let rows = exchange(client, &query(&sql), 1).await;
+    let row = rows.iter().find(|m| m.starts_with("D ")).expect("a row");
+    row.trim_start_matches("D [\"")
+        .trim_end_matches("\"]")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_statement_missing_on_the_backend_is_reported_under_the_clients_name() {
+    let text = "SELECT 7 AS seven";
+    let missing = vec![
+        (run("my_stmt"), 1),
+        (query("BEGIN"), 1),
+        (run("my_stmt"), 1),
+        (query("ROLLBACK"), 1),
+    ];
+    let mut oracle = direct().await;
+    exchange(&mut oracle, &prepare("my_stmt", text), 1).await;
+    exchange(&mut oracle, &query("DEALLOCATE my_stmt"), 1).await;
+    let expected = transcript(&mut oracle, &missing).await;
+    assert_eq!(
+        expected[0][0],
+        "E 26000 prepared statement \"my_stmt\" does not exist"
+    );
+    let handle = proxy(PoolMode::Transaction, 1).await;
+    let mut client = proxied(&handle).await;
+    exchange(&mut client, &prepare("my_stmt", text), 1).await;
+    // The statement disappears behind pgferry's back (only its own name can do that).
+    let server_name = server_name_of(&mut client, text).await;
+    assert!(server_name.starts_with("pgf_"), "{server_name}");
+    let deallocate = query(&format!("DEALLOCATE {server_name}"));
+    let deallocated = exchange(&mut client, &deallocate, 1).await;
+    assert_eq!(deallocated, ["C DEALLOCATE", "Z I"]);
+    assert_eq!(transcript(&mut client, &missing).await, expected);
+}

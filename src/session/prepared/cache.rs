@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 pub use crate::server::StatementId;
 
-use super::messages::{build_parse, MsgError};
+use super::messages::{build_close_statement, build_parse, MsgError};
 
 /// Source of server-side statement numbers, unique for the life of the process (across pools,
 /// so a backend connection can never see two meanings of one name).
@@ -34,6 +34,9 @@ pub struct CachedStatement {
     /// The Parse frame that prepares this statement on a server, built once and reused for
     /// every backend it is sent to.
     pub parse_frame_for_server: Bytes,
+    /// The Close frame of that server statement (sent before every client Parse of a text
+    /// already prepared on the backend), built once too.
+    pub close_frame_for_server: Bytes,
     /// The text is `DEALLOCATE ALL` or `DISCARD ALL`: executing it drops every prepared
     /// statement of the session (see `planner::reset_statements`).
     pub resets_statements: bool,
@@ -48,12 +51,14 @@ impl CachedStatement {
         let id = StatementId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         let server_name = id.to_string().into_bytes().into_boxed_slice();
         let parse_frame_for_server = build_parse(&server_name, query, oids)?;
+        let close_frame_for_server = build_close_statement(&server_name)?;
         Ok(CachedStatement {
             id,
             server_name,
             query: query.into(),
             oids: oids.into(),
             parse_frame_for_server,
+            close_frame_for_server,
             resets_statements,
             generation: AtomicU64::new(0),
         })

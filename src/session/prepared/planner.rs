@@ -310,9 +310,14 @@ fn prepare(
     with_parse: bool,
 ) -> Result<(Vec<Injected>, Undo), MsgError> {
     let closed = server.insert(statement.id, generation);
+    let close = |id: &StatementId| match *id == statement.id {
+        // Its own copy (a client Parse, a stale plan): the frame is built once per entry.
+        true => Ok(statement.close_frame_for_server.clone()),
+        false => msg::build_close_statement(id.to_string().as_bytes()),
+    };
     let mut prelude = closed
         .iter()
-        .map(|id| msg::build_close_statement(id.to_string().as_bytes()).map(Injected::Close))
+        .map(|id| close(id).map(Injected::Close))
         .collect::<Result<Vec<_>, _>>()?;
     if with_parse {
         prelude.push(Injected::Parse(statement.parse_frame_for_server.clone()));

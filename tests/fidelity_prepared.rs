@@ -508,3 +508,22 @@ async fn a_statement_missing_on_the_backend_is_reported_under_the_clients_name()
     assert_eq!(deallocated, ["C DEALLOCATE", "Z I"]);
     assert_eq!(transcript(&mut client, &missing).await, expected);
 }
+
+#[tokio::test]
+async fn sql_level_prepare_and_deallocate_of_one_name_behave_as_in_postgres() {
+    let steps = vec![
+        (query("PREPARE q AS SELECT 1 AS one"), 1),
+        (query("EXECUTE q"), 1),
+        (query("BEGIN"), 1),
+        (query("DEALLOCATE q"), 1),
+        (query("ROLLBACK"), 1),
+        (query("EXECUTE q"), 1),
+        (query("DEALLOCATE PREPARE q"), 1),
+        (query("PREPARE q AS SELECT 2 AS two"), 1),
+        (query("EXECUTE q"), 1),
+    ];
+    let after = vec![(query("EXECUTE q"), 1)];
+    for mode in both_modes() {
+        same_as_direct(mode, &steps, &after).await;
+    }
+}

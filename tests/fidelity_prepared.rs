@@ -527,3 +527,33 @@ async fn sql_level_prepare_and_deallocate_of_one_name_behave_as_in_postgres() {
         same_as_direct(mode, &steps, &after).await;
     }
 }
+
+#[tokio::test]
+async fn sql_level_deallocate_of_a_protocol_level_name_behaves_as_in_postgres() {
+    let steps = vec![
+        (prepare("s1", "SELECT 1 AS one"), 1),
+        (run("s1"), 1),
+        (query("DEALLOCATE s1"), 1),
+        (run("s1"), 1),
+        (prepare("s1", "SELECT 1 AS one"), 1),
+        (prepare("Mixed", "SELECT 2 AS two"), 1),
+        // pgx's form (Conn.Deallocate, statement cache eviction), inside a transaction that
+        // rolls back: the statement stays dropped.
+        (query("BEGIN"), 1),
+        (query("deallocate \"Mixed\""), 1),
+        (query("ROLLBACK"), 1),
+        (run("Mixed"), 1),
+        (query("DEALLOCATE nosuch"), 1),
+        // In a failed transaction PostgreSQL refuses it, and the statement stays.
+        (query("BEGIN"), 1),
+        (query("SELECT 1/0"), 1),
+        (query("DEALLOCATE PREPARE s1"), 1),
+        (query("ROLLBACK"), 1),
+        (run("s1"), 1),
+        (query("DEALLOCATE PREPARE s1"), 1),
+        (run("s1"), 1),
+    ];
+    for mode in both_modes() {
+        same_as_direct(mode, &steps, &next_client()).await;
+    }
+}

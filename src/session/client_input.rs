@@ -246,6 +246,11 @@ impl Relay {
                 },
             }]);
         }
+        if let [SessionEffect::Deallocate { name }] = effects.as_slice() {
+            if let Some(reply) = self.deallocate_locally(name) {
+                return Step::Local(reply, Action::default());
+            }
+        }
         // Prepared statements are dropped as the Query is planned (see `reset_statements`).
         let undo = match (resets_statements(&effects), self.held.as_mut()) {
             (true, Some(held)) => Some(prepared::reset_statements(

@@ -117,7 +117,9 @@ impl Relay {
             SessionEffect::UnlistenAll => self.unpin(PinReason::Listen),
             SessionEffect::CloseAll => self.unpin(PinReason::CursorWithHold),
             SessionEffect::AdvisoryUnlockAll => self.unpin(PinReason::AdvisoryLock),
+            // Translated (protocol-level names) or forwarded when the Query is planned.
             SessionEffect::Pin(_)
+            | SessionEffect::Deallocate { .. }
             | SessionEffect::TransactionStart
             | SessionEffect::TransactionEnd { .. } => {}
         }

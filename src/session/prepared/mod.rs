@@ -51,8 +51,8 @@
 //!    ReadyForQuery status (`E`): a Parse is then sent to the server (which answers 25P02 like
 //!    PostgreSQL) instead of being answered locally.
 //!
-//! Known limits: SQL-level `DEALLOCATE name` / `EXECUTE name` of a protocol-level name are not
-//! translated; when `DEALLOCATE ALL` ran in a multi-statement Query that failed later, the
+//! Known limits: SQL-level `EXECUTE name` of a protocol-level name is not translated, nor is
+//! `DEALLOCATE name` of one unless it is the whole Query (see `session::deallocate`); when `DEALLOCATE ALL` ran in a multi-statement Query that failed later, the
 //! client keeps its names (the server copies are re-prepared on use); once a client re-parses a
 //! text after a schema change, other clients' older names for that text get the new result type
 //! on that backend instead of 0A000;
@@ -72,10 +72,11 @@ pub use crate::server::ServerPrepared;
 pub use cache::{CachedStatement, StatementCache, StatementId};
 pub use client_map::{ClientStatements, Named, RegisterError};
 pub use messages::{
-    build_close_statement, build_parse, close_complete, duplicate_statement_error,
-    missing_statement_error, parse_bind, parse_parse, parse_target, poison_frame, rewrite_bind,
-    rewrite_describe, too_many_statements_error, BindNames, MsgError, ParseMsg, Target, TargetKind,
-    CONFIGURATION_LIMIT_EXCEEDED, DUPLICATE_PREPARED_STATEMENT, INVALID_SQL_STATEMENT_NAME,
+    build_close_statement, build_parse, close_complete, deallocate_complete,
+    duplicate_statement_error, missing_statement_error, parse_bind, parse_parse, parse_target,
+    poison_frame, rewrite_bind, rewrite_describe, too_many_statements_error, BindNames, MsgError,
+    ParseMsg, Target, TargetKind, CONFIGURATION_LIMIT_EXCEEDED, DUPLICATE_PREPARED_STATEMENT,
+    INVALID_SQL_STATEMENT_NAME,
 };
 pub use planner::{plan, reset_statements, Injected, Plan, PlanContext, Planned, Undo};
 pub use server_names::name_client_statements;

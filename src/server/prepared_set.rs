@@ -8,8 +8,15 @@
 //! is still prepared on the server under its name but unusable: it stays in the set as *stale*
 //! ("maybe on the server, not usable"), so the next use closes it before preparing it again (a
 //! plain re-Parse would fail with 42P05; closing a missing statement is harmless). The same
-//! state records statements whose Close was skipped after an error. Restored stale entries can
-//! push the set briefly over its bound; the next insert evicts back down to it.
+//! state records statements whose Close was skipped after an error, and every statement after
+//! the client ran `DEALLOCATE ALL` / `DISCARD ALL` (which may or may not have taken effect when
+//! the set is updated). Restored stale entries can push the set briefly over its bound; the next
+//! insert evicts back down to it.
+//!
+//! Each copy also remembers the *generation* of the statement it was prepared at (see
+//! `CachedStatement::generation`): after a `0A000` on any backend, copies prepared before it
+//! may all hold a plan of the old result type, so a client name parsed since then is prepared
+//! again on every backend whose copy is older than the name.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -29,6 +36,8 @@ impl fmt::Display for StatementId {
 struct Slot {
     tick: u64,
     stale: bool,
+    /// Generation of the statement when this copy was prepared.
+    generation: u64,
 }
 
 /// Statements prepared on one backend connection, least recently used first.
@@ -51,27 +60,34 @@ impl ServerPrepared {
         }
     }
 
-    /// The statement is prepared and usable on this server.
-    pub fn contains(&self, id: StatementId) -> bool {
-        self.slots.get(&id).is_some_and(|slot| !slot.stale)
+    /// The statement is prepared and usable on this server for a client name parsed at
+    /// `generation` (a copy prepared at an older generation may have a stale plan).
+    pub fn contains(&self, id: StatementId, generation: u64) -> bool {
+        self.slots
+            .get(&id)
+            .is_some_and(|slot| !slot.stale && slot.generation >= generation)
     }
 
     /// Marks a usable statement as just used; false if it must be (re)prepared first.
-    pub fn touch(&mut self, id: StatementId) -> bool {
-        if !self.contains(id) {
+    pub fn touch(&mut self, id: StatementId, generation: u64) -> bool {
+        let Some(slot) = self.slots.get(&id).copied() else {
+            return false;
+        };
+        if slot.stale || slot.generation < generation {
             return false;
         }
-        self.refresh(id, false);
+        self.refresh(id, false, slot.generation);
         true
     }
 
-    /// Records that a Parse for `id` is being sent. Returns the statements the caller must Close
-    /// on the server *before* that Parse (replies swallowed): evicted least recently used ones,
-    /// or the stale copy of `id` itself.
-    pub fn insert(&mut self, id: StatementId) -> Vec<StatementId> {
-        if let Some(slot) = self.slots.get(&id).copied() {
-            self.refresh(id, false);
-            return if slot.stale { vec![id] } else { Vec::new() };
+    /// Records that a Parse for `id` at `generation` is being sent. Returns the statements the
+    /// caller must Close on the server *before* that Parse (replies swallowed): evicted least
+    /// recently used ones, or the copy of `id` itself when one may be on the server (a Parse of
+    /// an existing name fails with 42P05; closing a missing statement is harmless).
+    pub fn insert(&mut self, id: StatementId, generation: u64) -> Vec<StatementId> {
+        if self.slots.contains_key(&id) {
+            self.refresh(id, false, generation);
+            return vec![id];
         }
         let mut close = Vec::new();
         while self.slots.len() >= self.max {
@@ -80,14 +96,21 @@ impl ServerPrepared {
                 None => break,
             }
         }
-        self.refresh(id, false);
+        self.refresh(id, false, generation);
         close
     }
 
     /// Records a statement that may or may not be on the server (a Close for it was skipped
     /// after an error): it will be closed before it is ever prepared again.
     pub fn restore_stale(&mut self, id: StatementId) {
-        self.refresh(id, true);
+        self.refresh(id, true, 0);
+    }
+
+    /// Every statement may be gone from the server, or still there (the client sent
+    /// `DEALLOCATE ALL` / `DISCARD ALL`, whose outcome is not known yet): each is closed before
+    /// it is prepared again, which is right either way.
+    pub fn invalidate_all(&mut self) {
+        self.slots.values_mut().for_each(|slot| slot.stale = true);
     }
 
     /// Forgets a statement the server does not have (its Parse failed or was skipped).
@@ -120,7 +143,7 @@ impl ServerPrepared {
         self.slots.is_empty()
     }
 
-    fn refresh(&mut self, id: StatementId, stale: bool) {
+    fn refresh(&mut self, id: StatementId, stale: bool, generation: u64) {
         if let Some(old) = self.slots.get(&id) {
             self.order.remove(&old.tick);
         }
@@ -130,6 +153,7 @@ impl ServerPrepared {
             Slot {
                 tick: self.tick,
                 stale,
+                generation,
             },
         );
         self.order.insert(self.tick, id);
@@ -153,48 +177,69 @@ mod tests {
     #[test]
     fn evicts_least_recently_used() {
         let mut set = ServerPrepared::new(2);
-        assert_eq!(set.insert(A), vec![]);
-        assert_eq!(set.insert(B), vec![]);
-        assert!(set.touch(A));
-        assert_eq!(set.insert(C), vec![B]);
-        assert!(set.contains(A) && set.contains(C) && !set.contains(B));
-        assert_eq!(set.insert(B), vec![A]);
+        assert_eq!(set.insert(A, 0), vec![]);
+        assert_eq!(set.insert(B, 0), vec![]);
+        assert!(set.touch(A, 0));
+        assert_eq!(set.insert(C, 0), vec![B]);
+        assert!(set.contains(A, 0) && set.contains(C, 0) && !set.contains(B, 0));
+        assert_eq!(set.insert(B, 0), vec![A]);
         assert_eq!(set.len(), 2);
     }
 
     #[test]
     fn remove_and_clear() {
         let mut set = ServerPrepared::new(3);
-        set.insert(A);
-        set.insert(B);
+        set.insert(A, 0);
+        set.insert(B, 0);
         set.remove(A);
-        assert!(!set.touch(A));
+        assert!(!set.touch(A, 0));
         assert_eq!(set.len(), 1);
         set.clear();
         assert!(set.is_empty());
-        assert_eq!(set.insert(C), vec![]);
+        assert_eq!(set.insert(C, 0), vec![]);
     }
 
     #[test]
     fn stale_statement_is_closed_before_reprepare() {
         let mut set = ServerPrepared::new(2);
-        set.insert(A);
+        set.insert(A, 0);
         set.invalidate(A);
-        assert!(!set.contains(A));
-        assert!(!set.touch(A));
-        assert_eq!(set.insert(A), vec![A]);
-        assert!(set.contains(A));
-        assert_eq!(set.insert(A), vec![]);
+        assert!(!set.contains(A, 0));
+        assert!(!set.touch(A, 0));
+        assert_eq!(set.insert(A, 0), vec![A]);
+        assert!(set.contains(A, 0));
+    }
+
+    #[test]
+    fn a_copy_older_than_the_name_is_reprepared() {
+        let mut set = ServerPrepared::new(2);
+        set.insert(A, 1);
+        assert!(set.touch(A, 0) && set.touch(A, 1));
+        assert!(!set.touch(A, 2), "the name was parsed after a newer 0A000");
+        assert_eq!(set.insert(A, 2), vec![A], "closed before the new Parse");
+        assert!(set.touch(A, 2));
+    }
+
+    #[test]
+    fn invalidate_all_closes_everything_before_reuse() {
+        let mut set = ServerPrepared::new(3);
+        set.insert(A, 0);
+        set.insert(B, 0);
+        set.invalidate_all();
+        assert!(!set.touch(A, 0) && !set.touch(B, 0));
+        assert_eq!(set.insert(A, 0), vec![A]);
+        assert_eq!(set.insert(C, 0), vec![]);
+        assert_eq!(set.len(), 3);
     }
 
     #[test]
     fn restored_entries_over_the_bound_are_evicted_by_the_next_insert() {
         let mut set = ServerPrepared::new(1);
-        set.insert(A);
+        set.insert(A, 0);
         set.restore_stale(B);
         assert_eq!(set.len(), 2);
-        assert!(!set.contains(B));
-        assert_eq!(set.insert(C), vec![A, B]);
+        assert!(!set.contains(B, 0));
+        assert_eq!(set.insert(C, 0), vec![A, B]);
         assert_eq!(set.len(), 1);
     }
 }

@@ -124,6 +124,7 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
         pool,
         ctx,
         cancel,
+        statements,
         ..
     } = relay;
     let Some(held) = held.as_mut() else {
@@ -158,6 +159,11 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
             {
                 if let Some(id) = held.last_bound {
                     held.conn().prepared.invalidate(id);
+                    // Every backend's copy so far may be stale: names parsed from now on
+                    // get theirs prepared again.
+                    if let Some(statement) = statements.statement_by_id(id) {
+                        statement.schema_changed();
+                    }
                 }
             }
             if let Some(action) = held.queue.front_action_mut() {
@@ -199,6 +205,11 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
                 }
             }
         }
+    }
+    if header.tag == b'E' && replacement.is_none() {
+        // The backend names pgferry's `pgf_<n>`; the client must see its own names.
+        let frame = &held.checkout.conn.read_buf[cursor.pos..cursor.pos + header.total_len];
+        replacement = crate::session::prepared::name_client_statements(frame, statements);
     }
     let outcome = held.queue.on_backend_message(header.tag);
     let route = if replacement.is_some() {

@@ -142,7 +142,7 @@ impl Relay {
         if let Some(poison) = self.apply_pins(&effects) {
             return Ok(Step::Replace(vec![poison_describe(poison)]));
         }
-        self.plan_statement_frame(range, tag)
+        self.plan_statement_frame(range, tag, resets_statements(&effects))
     }
 
     /// Session effects of the SQL in a Query or Parse frame (empty, without allocating, for
@@ -167,6 +167,7 @@ impl Relay {
         &mut self,
         range: std::ops::Range<usize>,
         tag: u8,
+        resets_statements: bool,
     ) -> Result<Step, Exit> {
         let Relay {
             ctx,
@@ -187,11 +188,13 @@ impl Relay {
                 client: statements,
                 server: &mut held.conn().prepared,
                 failed_transaction,
+                resets_statements,
             },
         )
         .map_err(|e| fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))?;
         if tag == b'B' {
             held.last_bound = planned.statement;
+            held.reset_at_execute = planned.undo_at_execute;
         }
         let action = Action {
             undo: planned.undo,
@@ -243,12 +246,26 @@ impl Relay {
                 },
             }]);
         }
+        if let [SessionEffect::Deallocate { name }] = effects.as_slice() {
+            if let Some(reply) = self.deallocate_locally(name) {
+                return Step::Local(reply, Action::default());
+            }
+        }
+        // Prepared statements are dropped as the Query is planned (see `reset_statements`).
+        let undo = match (resets_statements(&effects), self.held.as_mut()) {
+            (true, Some(held)) => Some(prepared::reset_statements(
+                &mut self.statements,
+                &mut held.conn().prepared,
+            )),
+            _ => None,
+        };
         let effects = effects
             .into_iter()
             .filter(|e| !matches!(e, SessionEffect::Pin(_)))
             .collect();
         Step::Original(Action {
             effects,
+            undo,
             ..Action::default()
         })
     }
@@ -300,6 +317,13 @@ impl Relay {
             }
         }
     }
+}
+
+/// The SQL runs `DEALLOCATE ALL` or `DISCARD ALL`, which drop every prepared statement.
+fn resets_statements(effects: &[SessionEffect]) -> bool {
+    effects
+        .iter()
+        .any(|e| matches!(e, SessionEffect::DeallocateAll | SessionEffect::DiscardAll))
 }
 
 fn check_tag(tag: u8) -> Result<(), Exit> {

@@ -15,7 +15,14 @@ impl Relay {
     /// BEGIN / COMMIT / ROLLBACK inside the same query string: effects inside a transaction
     /// wait for its commit (and are dropped on rollback); those outside apply now.
     pub(super) fn on_query_done(&mut self, action: Action, before: u8, after: u8) {
-        if action.failed || action.effects.is_empty() {
+        if action.failed {
+            // Prepared statements the Query was planned to drop are given back.
+            if let (Some(undo), Some(held)) = (action.undo, self.held.as_mut()) {
+                undo.apply(&mut self.statements, &mut held.conn().prepared);
+            }
+            return;
+        }
+        if action.effects.is_empty() {
             return;
         }
         let mut in_transaction = before != b'I';
@@ -35,6 +42,8 @@ impl Relay {
                     deferred.clear();
                     in_transaction = false;
                 }
+                // Prepared statements are not transactional: a ROLLBACK keeps them dropped.
+                SessionEffect::DeallocateAll => now.push(SessionEffect::DeallocateAll),
                 other if in_transaction => deferred.push(other),
                 other => now.push(other),
             }
@@ -92,27 +101,25 @@ impl Relay {
                 self.params.reset_all();
                 conn.applied.clear();
             }
+            // Prepared statements were dropped as the statement was planned (see
+            // `prepared::reset_statements`).
             SessionEffect::DiscardAll => {
                 self.params.reset_all();
                 conn.applied.clear();
-                conn.prepared.clear();
-                self.statements.clear();
                 for reason in self.pins.clone() {
                     if reason != PinReason::Load {
                         self.unpin(reason);
                     }
                 }
             }
-            SessionEffect::DeallocateAll => {
-                conn.prepared.clear();
-                self.statements.clear();
-                self.unpin(PinReason::SqlPrepare);
-            }
+            SessionEffect::DeallocateAll => self.unpin(PinReason::SqlPrepare),
             SessionEffect::DiscardTemp => self.unpin(PinReason::TempTable),
             SessionEffect::UnlistenAll => self.unpin(PinReason::Listen),
             SessionEffect::CloseAll => self.unpin(PinReason::CursorWithHold),
             SessionEffect::AdvisoryUnlockAll => self.unpin(PinReason::AdvisoryLock),
+            // Translated (protocol-level names) or forwarded when the Query is planned.
             SessionEffect::Pin(_)
+            | SessionEffect::Deallocate { .. }
             | SessionEffect::TransactionStart
             | SessionEffect::TransactionEnd { .. } => {}
         }

@@ -40,6 +40,9 @@ pub struct Held {
     /// The backend sent the client a FATAL (or PANIC) error: it is ending the connection, and
     /// the client already knows why.
     pub ended_by_backend: bool,
+    /// The last Bind was of `DEALLOCATE ALL` / `DISCARD ALL`: the undo of the statements it
+    /// dropped, handed to the next Execute (which runs it and may fail).
+    pub reset_at_execute: Option<Undo>,
 }
 
 impl Held {
@@ -59,6 +62,7 @@ impl Held {
             last_was_commit: false,
             last_bound: None,
             ended_by_backend: false,
+            reset_at_execute: None,
         }
     }
 
@@ -84,7 +88,10 @@ impl Held {
 
     /// Records a client message that the relay is about to forward (`describe_kind`: first
     /// body byte of a Describe), with the action to run when its reply arrives.
-    pub fn note_client_request(&mut self, tag: u8, describe_kind: Option<u8>, action: Action) {
+    pub fn note_client_request(&mut self, tag: u8, describe_kind: Option<u8>, mut action: Action) {
+        if tag == b'E' && self.reset_at_execute.is_some() {
+            action.undo = self.reset_at_execute.take();
+        }
         if matches!(tag, b'c' | b'f') {
             self.copy_in = false;
         }

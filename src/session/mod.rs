@@ -3,6 +3,7 @@
 mod backend_output;
 mod buffers;
 mod client_input;
+mod deallocate;
 mod effects;
 mod expect;
 mod handshake;

@@ -88,6 +88,10 @@ pub enum SessionEffect {
     DiscardTemp,
     /// `DEALLOCATE [PREPARE] ALL`: drops every SQL-level and protocol-level prepared statement.
     DeallocateAll,
+    /// `DEALLOCATE [PREPARE] name`: drops one prepared statement, SQL-level or protocol-level
+    /// (PostgreSQL keeps both in one namespace; pgx deallocates its cached statements this
+    /// way). `name` is lowercased unless it was a quoted identifier.
+    Deallocate { name: String },
     /// `UNLISTEN *`.
     UnlistenAll,
     /// `CLOSE ALL`: closes every cursor, including held ones.
@@ -200,7 +204,7 @@ fn analyze(src: &[u8], depth: usize, found: Found, out: &mut Vec<SessionEffect>)
         b"unlisten" => unlisten_all(toks).then_some(SessionEffect::UnlistenAll),
         b"discard" if next_is("all") => Some(SessionEffect::DiscardAll),
         b"discard" if next_is("temp") || next_is("temporary") => Some(SessionEffect::DiscardTemp),
-        b"deallocate" => deallocate_all(src, toks).then_some(SessionEffect::DeallocateAll),
+        b"deallocate" => deallocate(src, toks),
         b"close" if next_is("all") => Some(SessionEffect::CloseAll),
         // Transaction control only at top level (DO bodies have PL/pgSQL BEGIN ... END).
         b"begin" if depth == 0 => Some(SessionEffect::TransactionStart),
@@ -312,12 +316,33 @@ fn unlisten_all(mut toks: Lexer) -> bool {
     toks.next().is_some_and(|t| t.kind == Kind::Punct(b'*'))
 }
 
-fn deallocate_all(src: &[u8], mut toks: Lexer) -> bool {
-    let mut tok = toks.next();
-    if tok.is_some_and(|t| t.is_kw(src, "prepare")) {
-        tok = toks.next();
+/// `DEALLOCATE [PREPARE] {ALL | name}`.
+fn deallocate(src: &[u8], mut toks: Lexer) -> Option<SessionEffect> {
+    let mut tok = toks.next()?;
+    if tok.is_kw(src, "prepare") {
+        tok = toks.next()?;
     }
-    tok.is_some_and(|t| t.is_kw(src, "all"))
+    if tok.is_kw(src, "all") {
+        return Some(SessionEffect::DeallocateAll);
+    }
+    if toks.next().is_some() {
+        return None;
+    }
+    identifier(src, tok).map(|name| SessionEffect::Deallocate { name })
+}
+
+/// The name an identifier token denotes: unquoted → ASCII-lowercased, `"quoted"` → as written
+/// (with `""` unescaped); `None` for other tokens and names that are not UTF-8.
+fn identifier(src: &[u8], tok: Token) -> Option<String> {
+    let text = std::str::from_utf8(tok.text(src)).ok()?;
+    match tok.kind {
+        Kind::Word => Some(text.to_ascii_lowercase()),
+        Kind::QuotedIdent => {
+            let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+            Some(inner.replace("\"\"", "\""))
+        }
+        _ => None,
+    }
 }
 
 /// `DO [LANGUAGE x] $tag$ body $tag$`: the body runs now, so it is scanned like top-level SQL.

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 pub use crate::server::StatementId;
 
-use super::messages::{build_parse, MsgError};
+use super::messages::{build_close_statement, build_parse, MsgError};
 
 /// Source of server-side statement numbers, unique for the life of the process (across pools,
 /// so a backend connection can never see two meanings of one name).
@@ -34,20 +34,45 @@ pub struct CachedStatement {
     /// The Parse frame that prepares this statement on a server, built once and reused for
     /// every backend it is sent to.
     pub parse_frame_for_server: Bytes,
+    /// The Close frame of that server statement (sent before every client Parse of a text
+    /// already prepared on the backend), built once too.
+    pub close_frame_for_server: Bytes,
+    /// The text is `DEALLOCATE ALL` or `DISCARD ALL`: executing it drops every prepared
+    /// statement of the session (see `planner::reset_statements`).
+    pub resets_statements: bool,
+    /// Bumped each time a backend refused the statement with `0A000 cached plan must not
+    /// change result type` (a schema change): a client name parsed at a newer generation than
+    /// a backend's copy gets that copy prepared again. See `ServerPrepared`.
+    generation: AtomicU64,
 }
 
 impl CachedStatement {
-    fn new(query: &[u8], oids: &[u32]) -> Result<Self, MsgError> {
+    fn new(query: &[u8], oids: &[u32], resets_statements: bool) -> Result<Self, MsgError> {
         let id = StatementId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         let server_name = id.to_string().into_bytes().into_boxed_slice();
         let parse_frame_for_server = build_parse(&server_name, query, oids)?;
+        let close_frame_for_server = build_close_statement(&server_name)?;
         Ok(CachedStatement {
             id,
             server_name,
             query: query.into(),
             oids: oids.into(),
             parse_frame_for_server,
+            close_frame_for_server,
+            resets_statements,
+            generation: AtomicU64::new(0),
         })
+    }
+
+    /// The current generation (see the field's doc).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// A backend refused this statement's plan (0A000): every copy prepared so far may be
+    /// stale. Rare path (an error).
+    pub fn schema_changed(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     fn matches(&self, query: &[u8], oids: &[u32]) -> bool {
@@ -101,10 +126,13 @@ impl StatementCache {
     }
 
     /// The entry for exactly this query text and parameter types, created on first use.
+    /// `resets_statements` (what the lexical scan says of the text, hence the same for every
+    /// caller) is recorded when the entry is created.
     pub fn get_or_insert(
         &self,
         query: &[u8],
         oids: &[u32],
+        resets_statements: bool,
     ) -> Result<Arc<CachedStatement>, MsgError> {
         let hash = self.hash(query, oids);
         let mut inner = self.lock();
@@ -115,7 +143,7 @@ impl StatementCache {
         if let Some(statement) = found {
             return Ok(Arc::clone(statement));
         }
-        let statement = Arc::new(CachedStatement::new(query, oids)?);
+        let statement = Arc::new(CachedStatement::new(query, oids, resets_statements)?);
         inner.maybe_sweep(self.max_entries);
         inner
             .buckets
@@ -160,8 +188,8 @@ mod tests {
     #[test]
     fn same_text_and_types_share_one_server_name() {
         let cache = StatementCache::new(10);
-        let a = cache.get_or_insert(b"SELECT $1", &[23]).unwrap();
-        let b = cache.get_or_insert(b"SELECT $1", &[23]).unwrap();
+        let a = cache.get_or_insert(b"SELECT $1", &[23], false).unwrap();
+        let b = cache.get_or_insert(b"SELECT $1", &[23], false).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(a.server_name, format!("pgf_{}", a.id.0).into_bytes().into());
         assert_eq!(cache.len(), 1);
@@ -170,9 +198,9 @@ mod tests {
     #[test]
     fn different_types_or_text_are_different_entries() {
         let cache = StatementCache::new(10);
-        let int4 = cache.get_or_insert(b"SELECT $1", &[23]).unwrap();
-        let int8 = cache.get_or_insert(b"SELECT $1", &[20]).unwrap();
-        let other = cache.get_or_insert(b"SELECT $1 ", &[23]).unwrap();
+        let int4 = cache.get_or_insert(b"SELECT $1", &[23], false).unwrap();
+        let int8 = cache.get_or_insert(b"SELECT $1", &[20], false).unwrap();
+        let other = cache.get_or_insert(b"SELECT $1 ", &[23], false).unwrap();
         assert_ne!(int4.id, int8.id);
         assert_ne!(int4.id, other.id);
         assert_eq!(cache.len(), 3);
@@ -181,7 +209,7 @@ mod tests {
     #[test]
     fn parse_frame_for_server_uses_the_server_name() {
         let cache = StatementCache::new(10);
-        let s = cache.get_or_insert(b"SELECT 1", &[]).unwrap();
+        let s = cache.get_or_insert(b"SELECT 1", &[], false).unwrap();
         let expected = build_parse(&s.server_name, b"SELECT 1", &[]).unwrap();
         assert_eq!(s.parse_frame_for_server, expected);
     }
@@ -191,7 +219,13 @@ mod tests {
         let cache = StatementCache::new(10);
         let ids: Vec<StatementId> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..4)
-                .map(|_| scope.spawn(|| cache.get_or_insert(b"SELECT now()", &[]).map(|s| s.id)))
+                .map(|_| {
+                    scope.spawn(|| {
+                        cache
+                            .get_or_insert(b"SELECT now()", &[], false)
+                            .map(|s| s.id)
+                    })
+                })
                 .collect();
             workers
                 .into_iter()
@@ -205,19 +239,19 @@ mod tests {
     #[test]
     fn only_unused_entries_are_evicted() {
         let cache = StatementCache::new(2);
-        let kept = cache.get_or_insert(b"kept", &[]).unwrap();
-        drop(cache.get_or_insert(b"unused", &[]).unwrap());
-        let third = cache.get_or_insert(b"third", &[]).unwrap();
+        let kept = cache.get_or_insert(b"kept", &[], false).unwrap();
+        drop(cache.get_or_insert(b"unused", &[], false).unwrap());
+        let third = cache.get_or_insert(b"third", &[], false).unwrap();
         assert_eq!(cache.len(), 2);
         assert!(Arc::ptr_eq(
             &kept,
-            &cache.get_or_insert(b"kept", &[]).unwrap()
+            &cache.get_or_insert(b"kept", &[], false).unwrap()
         ));
         assert!(Arc::ptr_eq(
             &third,
-            &cache.get_or_insert(b"third", &[]).unwrap()
+            &cache.get_or_insert(b"third", &[], false).unwrap()
         ));
-        let again = cache.get_or_insert(b"unused", &[]).unwrap();
+        let again = cache.get_or_insert(b"unused", &[], false).unwrap();
         assert_ne!(again.id, kept.id);
         assert_ne!(again.id, third.id);
     }
@@ -228,14 +262,14 @@ mod tests {
         let held: Vec<_> = (0..5)
             .map(|i| {
                 cache
-                    .get_or_insert(format!("q{i}").as_bytes(), &[])
+                    .get_or_insert(format!("q{i}").as_bytes(), &[], false)
                     .unwrap()
             })
             .collect();
         assert_eq!(cache.len(), 5);
         for (i, s) in held.iter().enumerate() {
             let again = cache
-                .get_or_insert(format!("q{i}").as_bytes(), &[])
+                .get_or_insert(format!("q{i}").as_bytes(), &[], false)
                 .unwrap();
             assert!(Arc::ptr_eq(s, &again));
         }

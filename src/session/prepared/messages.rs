@@ -242,9 +242,13 @@ pub fn build_close_statement(name: &[u8]) -> Result<Bytes, MsgError> {
     build_target(b'C', TargetKind::Statement, name)
 }
 
-/// ParseComplete, synthesized when the statement is already prepared on the server.
-pub fn parse_complete() -> Bytes {
-    Bytes::from_static(b"1\0\0\0\x04")
+/// CommandComplete `DEALLOCATE` + ReadyForQuery(`status`): the reply to a SQL-level
+/// `DEALLOCATE name` of a protocol-level name, answered by pgferry.
+pub fn deallocate_complete(status: u8) -> Bytes {
+    let mut buf = BytesMut::with_capacity(22);
+    buf.put_slice(b"C\0\0\0\x0fDEALLOCATE\0Z\0\0\0\x05");
+    buf.put_u8(status);
+    buf.freeze()
 }
 
 /// CloseComplete, synthesized for a client's Close of a named statement.

@@ -48,8 +48,11 @@ fn describe_and_close_targets() {
 
 #[test]
 fn synthesized_replies_are_byte_exact() {
-    assert_eq!(&parse_complete()[..], b"1\0\0\0\x04");
     assert_eq!(&close_complete()[..], b"3\0\0\0\x04");
+    assert_eq!(
+        &deallocate_complete(b'T')[..],
+        b"C\0\0\0\x0fDEALLOCATE\0Z\0\0\0\x05T"
+    );
     let dup = duplicate_statement_error(b"s1");
     let expected: &[u8] =
         b"E\0\0\0\x42SERROR\0VERROR\0C42P05\0Mprepared statement \"s1\" already exists\0\0";

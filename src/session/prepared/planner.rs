@@ -6,13 +6,18 @@
 //! it (before ParseComplete arrives) does not inject a second Parse. Each plan that changed
 //! state carries an [`Undo`]; the relay applies it when the server fails or skips the frame
 //! (see the module docs of `prepared` for the exact contract).
+//!
+//! A client Parse of a name is always sent to the server, even when the statement is already
+//! prepared there (closed first, then parsed again): PostgreSQL plans a Parse against the
+//! current schema, and a copy prepared before a schema change would make the new name fail
+//! with `0A000 cached plan must not change result type`. Only Bind/Describe reuse copies.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::cache::{CachedStatement, StatementCache, StatementId};
-use super::client_map::{ClientStatements, RegisterError};
+use super::client_map::{ClientStatements, Named, RegisterError};
 use super::messages::{self as msg, MsgError, TargetKind};
 use crate::server::ServerPrepared;
 
@@ -25,6 +30,9 @@ pub struct PlanContext<'a> {
     /// a Parse with 25P02, so a Parse is never answered locally: it is sent for the server to
     /// answer (and its undo keeps the server copy, which the server already has).
     pub failed_transaction: bool,
+    /// The frame's SQL text (Parse) is `DEALLOCATE ALL` / `DISCARD ALL`, as the relay's
+    /// lexical scan found: executing it drops every prepared statement of the session.
+    pub resets_statements: bool,
 }
 
 /// A frame pgferry injects ahead of the client's frame.
@@ -63,6 +71,9 @@ pub struct Planned {
     /// The server statement the frame uses; on `0A000 cached plan must not change result type`
     /// for the Execute that follows a Bind, call `ServerPrepared::invalidate` with it.
     pub statement: Option<StatementId>,
+    /// Bind of `DEALLOCATE ALL` / `DISCARD ALL`: the undo of [`reset_statements`], to attach
+    /// to the Execute that follows (the statement runs, and can fail, there).
+    pub undo_at_execute: Option<Undo>,
 }
 
 impl Planned {
@@ -75,6 +86,7 @@ impl Planned {
             plan,
             undo: None,
             statement: None,
+            undo_at_execute: None,
         }
     }
 }
@@ -92,13 +104,14 @@ pub enum Undo {
         id: StatementId,
         closed: Vec<StatementId>,
     },
-    /// Both of the above (Parse of a statement new to this server).
-    RegisterAndPrepare(Box<Undo>, Box<Undo>),
+    /// Two changes, the second made after the first (e.g. Parse of a statement new to this
+    /// server: register, then prepare).
+    Both(Box<Undo>, Box<Undo>),
     /// A client name was closed locally.
-    Close {
-        name: Box<[u8]>,
-        statement: Arc<CachedStatement>,
-    },
+    Close { name: Box<[u8]>, named: Named },
+    /// `DEALLOCATE ALL` / `DISCARD ALL` dropped these client names (see [`reset_statements`]);
+    /// the server's copies stay marked as possibly gone, which is right whatever happened.
+    Reset(Vec<(Box<[u8]>, Named)>),
 }
 
 impl Undo {
@@ -112,15 +125,33 @@ impl Undo {
                 // stale marker a harmless extra Close later.
                 closed.into_iter().for_each(|c| server.restore_stale(c));
             }
-            Undo::RegisterAndPrepare(first, second) => {
+            Undo::Both(first, second) => {
                 second.apply(client, server);
                 first.apply(client, server);
             }
-            Undo::Close { name, statement } => {
-                let _ = client.register(&name, statement);
+            Undo::Close { name, named } => {
+                let _ = client.register(&name, named);
             }
+            Undo::Reset(names) => client.restore(names),
         }
     }
+
+    /// `self`, then `later`, as one token.
+    fn then(self, later: Undo) -> Undo {
+        Undo::Both(Box::new(self), Box::new(later))
+    }
+}
+
+/// The client is about to execute `DEALLOCATE ALL` or `DISCARD ALL` (simple Query, or Bind of
+/// such a statement). PostgreSQL drops every prepared statement when it runs — immediately and
+/// for good: prepared statements are not transactional, so a later ROLLBACK does not bring
+/// them back. Applied when the frame is planned, like every other statement change, so that
+/// messages pipelined behind it see its effect: the client's names are dropped (given back by
+/// the undo if the statement fails) and every copy on this server is marked as possibly gone
+/// (closed before it is ever prepared again), which is right whether it ran or not.
+pub fn reset_statements(client: &mut ClientStatements, server: &mut ServerPrepared) -> Undo {
+    server.invalidate_all();
+    Undo::Reset(client.take_all())
 }
 
 /// Plans one complete, isolated client frame. A decoding error means a malformed message: the
@@ -138,13 +169,21 @@ pub fn plan(frame: &[u8], ctx: PlanContext<'_>) -> Result<Planned, MsgError> {
 fn plan_parse(frame: &[u8], ctx: PlanContext<'_>) -> Result<Planned, MsgError> {
     let parse = msg::parse_parse(frame)?;
     if parse.name.is_empty() {
+        ctx.client.set_unnamed_resets(ctx.resets_statements);
         return Ok(Planned::pass());
     }
     if ctx.client.get(parse.name).is_some() {
         return Ok(error(msg::duplicate_statement_error(parse.name)));
     }
-    let statement = ctx.cache.get_or_insert(parse.query, &parse.param_oids)?;
-    match ctx.client.register(parse.name, Arc::clone(&statement)) {
+    let statement =
+        ctx.cache
+            .get_or_insert(parse.query, &parse.param_oids, ctx.resets_statements)?;
+    let generation = statement.generation();
+    let named = Named {
+        statement: Arc::clone(&statement),
+        generation,
+    };
+    match ctx.client.register(parse.name, named) {
         Ok(()) => {}
         Err(RegisterError::Duplicate) => {
             return Ok(error(msg::duplicate_statement_error(parse.name)))
@@ -158,8 +197,7 @@ fn plan_parse(frame: &[u8], ctx: PlanContext<'_>) -> Result<Planned, MsgError> {
         name: parse.name.into(),
         statement: Arc::clone(&statement),
     };
-    let on_server = ctx.server.touch(id);
-    if on_server && ctx.failed_transaction {
+    if ctx.failed_transaction && ctx.server.touch(id, generation) {
         return Ok(Planned {
             plan: Plan::Forward {
                 prelude: Vec::new(),
@@ -167,68 +205,82 @@ fn plan_parse(frame: &[u8], ctx: PlanContext<'_>) -> Result<Planned, MsgError> {
             },
             undo: Some(registered),
             statement: Some(id),
+            undo_at_execute: None,
         });
     }
-    if on_server {
-        return Ok(Planned {
-            plan: Plan::Synthesize(msg::parse_complete()),
-            undo: Some(registered),
-            statement: Some(id),
-        });
-    }
-    let (prelude, prepared) = prepare(&statement, ctx.server, false)?;
+    // Parsed again even if this server has a copy: it may predate a schema change.
+    let (prelude, prepared) = prepare(&statement, generation, ctx.server, false)?;
     Ok(Planned {
         plan: Plan::Forward {
             prelude,
             frame: statement.parse_frame_for_server.clone(),
         },
-        undo: Some(Undo::RegisterAndPrepare(
-            Box::new(registered),
-            Box::new(prepared),
-        )),
+        undo: Some(registered.then(prepared)),
         statement: Some(id),
+        undo_at_execute: None,
     })
 }
 
-fn plan_bind(frame: &[u8], ctx: PlanContext<'_>) -> Result<Planned, MsgError> {
+fn plan_bind(frame: &[u8], mut ctx: PlanContext<'_>) -> Result<Planned, MsgError> {
     let names = msg::parse_bind(frame)?;
-    plan_use(names.statement, ctx, |name| msg::rewrite_bind(frame, name))
+    let (mut planned, named_resets) = plan_use(names.statement, &mut ctx, |name| {
+        msg::rewrite_bind(frame, name)
+    })?;
+    let resets = match names.statement {
+        b"" => ctx.client.unnamed_resets(),
+        _ => named_resets,
+    };
+    if resets {
+        planned.undo_at_execute = Some(reset_statements(ctx.client, ctx.server));
+    }
+    Ok(planned)
 }
 
-fn plan_describe(frame: &[u8], ctx: PlanContext<'_>) -> Result<Planned, MsgError> {
+fn plan_describe(frame: &[u8], mut ctx: PlanContext<'_>) -> Result<Planned, MsgError> {
     let target = msg::parse_target(frame, b'D')?;
     if target.kind == TargetKind::Portal {
         return Ok(Planned::pass());
     }
-    plan_use(target.name, ctx, |name| msg::rewrite_describe(frame, name))
+    let (planned, _) = plan_use(target.name, &mut ctx, |name| {
+        msg::rewrite_describe(frame, name)
+    })?;
+    Ok(planned)
 }
 
 /// Bind or Describe of a client statement: rename it, preparing it on this server first if
-/// needed.
+/// needed. Also says whether the statement is `DEALLOCATE ALL` / `DISCARD ALL` (false for the
+/// unnamed statement, and for an unknown name, which fails).
 fn plan_use(
     name: &[u8],
-    ctx: PlanContext<'_>,
+    ctx: &mut PlanContext<'_>,
     rewrite: impl FnOnce(&[u8]) -> Result<Bytes, MsgError>,
-) -> Result<Planned, MsgError> {
+) -> Result<(Planned, bool), MsgError> {
     if name.is_empty() {
-        return Ok(Planned::pass());
+        return Ok((Planned::pass(), false));
     }
-    let Some(statement) = ctx.client.get(name).cloned() else {
-        return Ok(error(msg::missing_statement_error(name)));
+    let Some(Named {
+        statement,
+        generation,
+    }) = ctx.client.get(name).cloned()
+    else {
+        return Ok((error(msg::missing_statement_error(name)), false));
     };
     let frame = rewrite(&statement.server_name)?;
-    let (prelude, undo) = match ctx.server.touch(statement.id) {
+    let (prelude, undo) = match ctx.server.touch(statement.id, generation) {
         true => (Vec::new(), None),
         false => {
-            let (prelude, undo) = prepare(&statement, ctx.server, true)?;
+            let current = statement.generation();
+            let (prelude, undo) = prepare(&statement, current, ctx.server, true)?;
             (prelude, Some(undo))
         }
     };
-    Ok(Planned {
+    let planned = Planned {
         plan: Plan::Forward { prelude, frame },
         undo,
         statement: Some(statement.id),
-    })
+        undo_at_execute: None,
+    };
+    Ok((planned, statement.resets_statements))
 }
 
 fn plan_close(frame: &[u8], ctx: PlanContext<'_>) -> Result<Planned, MsgError> {
@@ -237,28 +289,35 @@ fn plan_close(frame: &[u8], ctx: PlanContext<'_>) -> Result<Planned, MsgError> {
         return Ok(Planned::pass());
     }
     // The server copy stays prepared for reuse by this or any other client.
-    let undo = ctx.client.close(target.name).map(|statement| Undo::Close {
+    let undo = ctx.client.close(target.name).map(|named| Undo::Close {
         name: target.name.into(),
-        statement,
+        named,
     });
     Ok(Planned {
         plan: Plan::Synthesize(msg::close_complete()),
         undo,
         statement: None,
+        undo_at_execute: None,
     })
 }
 
-/// Records `statement` as being prepared on this server; returns the Close frames to send first
-/// (plus the Parse itself when `with_parse`) and the matching undo.
+/// Records `statement` as being prepared on this server at `generation`; returns the Close
+/// frames to send first (plus the Parse itself when `with_parse`) and the matching undo.
 fn prepare(
     statement: &CachedStatement,
+    generation: u64,
     server: &mut ServerPrepared,
     with_parse: bool,
 ) -> Result<(Vec<Injected>, Undo), MsgError> {
-    let closed = server.insert(statement.id);
+    let closed = server.insert(statement.id, generation);
+    let close = |id: &StatementId| match *id == statement.id {
+        // Its own copy (a client Parse, a stale plan): the frame is built once per entry.
+        true => Ok(statement.close_frame_for_server.clone()),
+        false => msg::build_close_statement(id.to_string().as_bytes()),
+    };
     let mut prelude = closed
         .iter()
-        .map(|id| msg::build_close_statement(id.to_string().as_bytes()).map(Injected::Close))
+        .map(|id| close(id).map(Injected::Close))
         .collect::<Result<Vec<_>, _>>()?;
     if with_parse {
         prelude.push(Injected::Parse(statement.parse_frame_for_server.clone()));

@@ -5,6 +5,8 @@ use crate::session::prepared::messages::build_target;
 struct Client {
     map: ClientStatements,
     failed_transaction: bool,
+    /// The next frame's SQL is `DEALLOCATE ALL` / `DISCARD ALL`.
+    resets: bool,
 }
 
 fn client() -> Client {
@@ -15,6 +17,7 @@ fn limited_client(max: usize) -> Client {
     Client {
         map: ClientStatements::new(max),
         failed_transaction: false,
+        resets: false,
     }
 }
 
@@ -29,6 +32,7 @@ fn run(
         client: &mut client.map,
         server,
         failed_transaction: client.failed_transaction,
+        resets_statements: client.resets,
     };
     plan(frame, ctx).unwrap()
 }
@@ -52,7 +56,7 @@ fn close(name: &str) -> Bytes {
 
 fn server_frame(query: &str, cache: &StatementCache) -> Bytes {
     cache
-        .get_or_insert(query.as_bytes(), &[])
+        .get_or_insert(query.as_bytes(), &[], false)
         .unwrap()
         .parse_frame_for_server
         .clone()
@@ -96,16 +100,81 @@ fn parse_on_one_server_then_bind_on_another_injects_parse() {
 }
 
 #[test]
-fn same_text_under_another_name_or_client_is_answered_locally() {
+fn same_text_under_another_name_or_client_shares_the_server_name_but_is_parsed_again() {
     let cache = StatementCache::new(100);
     let mut server = ServerPrepared::new(10);
     let (mut c1, mut c2) = (client(), client());
     let first = run(&parse("a", "SELECT $1"), &cache, &mut c1, &mut server);
     let same_client = run(&parse("b", "SELECT $1"), &cache, &mut c1, &mut server);
     let other_client = run(&parse("a", "SELECT $1"), &cache, &mut c2, &mut server);
-    assert_eq!(same_client.plan, Plan::Synthesize(msg::parse_complete()));
-    assert_eq!(other_client.plan, Plan::Synthesize(msg::parse_complete()));
+    let close_copy = msg::build_close_statement(pgf(&first).as_bytes()).unwrap();
+    let reparse = Plan::Forward {
+        prelude: vec![Injected::Close(close_copy)],
+        frame: server_frame("SELECT $1", &cache),
+    };
+    assert_eq!(
+        same_client.plan, reparse,
+        "planned against the current schema"
+    );
+    assert_eq!(other_client.plan, reparse);
     assert_eq!(pgf(&first), pgf(&other_client));
+    assert_eq!(server.len(), 1);
+}
+
+#[test]
+fn after_a_schema_change_newer_names_reprepare_older_copies() {
+    let cache = StatementCache::new(100);
+    let (mut a, mut b) = (ServerPrepared::new(10), ServerPrepared::new(10));
+    let (mut c1, mut c2) = (client(), client());
+    let first = run(&parse("s", "SELECT * FROM t"), &cache, &mut c1, &mut a);
+    run(&parse("s", "SELECT * FROM t"), &cache, &mut c2, &mut b);
+    // A backend refused the plan (0A000): the entry's generation moves on.
+    let id = first.statement.unwrap();
+    c1.map.get(b"s").unwrap().statement.schema_changed();
+    a.invalidate(id);
+    // c2's name predates the change: backend B's copy is as old as it, used as is.
+    let old_name = run(&bind("s"), &cache, &mut c2, &mut b);
+    assert!(matches!(old_name.plan, Plan::Forward { ref prelude, .. } if prelude.is_empty()));
+    // c1 parses the text again (on A); its new name is newer than B's copy.
+    run(&close("s"), &cache, &mut c1, &mut a);
+    run(&parse("s", "SELECT * FROM t"), &cache, &mut c1, &mut a);
+    let on_b = run(&bind("s"), &cache, &mut c1, &mut b);
+    let close_copy = msg::build_close_statement(id.to_string().as_bytes()).unwrap();
+    let reparse = server_frame("SELECT * FROM t", &cache);
+    assert!(matches!(on_b.plan, Plan::Forward { ref prelude, .. }
+        if *prelude == vec![Injected::Close(close_copy), Injected::Parse(reparse)]));
+    let again = run(&bind("s"), &cache, &mut c1, &mut b);
+    assert!(matches!(again.plan, Plan::Forward { ref prelude, .. } if prelude.is_empty()));
+}
+
+#[test]
+fn binding_deallocate_all_drops_every_name_and_marks_every_copy() {
+    let cache = StatementCache::new(100);
+    let mut server = ServerPrepared::new(10);
+    let mut c = client();
+    run(&parse("s", "SELECT 1"), &cache, &mut c, &mut server);
+    c.resets = true;
+    run(&parse("d", "DEALLOCATE ALL"), &cache, &mut c, &mut server);
+    run(&parse("", "DISCARD ALL"), &cache, &mut c, &mut server);
+    c.resets = false;
+    let binds = [bind("d"), bind("")];
+    for frame in binds {
+        let planned = run(&frame, &cache, &mut c, &mut server);
+        assert!(c.map.is_empty(), "names dropped as the Bind is planned");
+        assert!(!server.contains(planned.statement.unwrap_or(StatementId(1)), 0));
+        // The statement failed or was skipped: the names come back, the copies stay marked.
+        planned
+            .undo_at_execute
+            .unwrap()
+            .apply(&mut c.map, &mut server);
+        assert!(c.map.get(b"s").is_some() && c.map.get(b"d").is_some());
+    }
+    let parse_again = run(&parse("t", "SELECT 1"), &cache, &mut c, &mut server);
+    assert!(matches!(parse_again.plan, Plan::Forward { ref prelude, .. } if prelude.len() == 1));
+    // An ordinary unnamed Parse clears the unnamed statement's mark.
+    run(&parse("", "SELECT 1"), &cache, &mut c, &mut server);
+    let ordinary = run(&bind(""), &cache, &mut c, &mut server);
+    assert!(ordinary.undo.is_none() && ordinary.undo_at_execute.is_none());
 }
 
 #[test]
@@ -212,7 +281,7 @@ fn undo_reverts_a_failed_parse_and_a_skipped_close() {
     let id = failed.statement.unwrap();
     failed.undo.unwrap().apply(&mut c.map, &mut server);
     assert!(c.map.get(b"s").is_none());
-    assert!(!server.contains(id));
+    assert!(!server.contains(id, 0));
     run(&parse("s", "SELECT 1"), &cache, &mut c, &mut server);
     let skipped = run(&close("s"), &cache, &mut c, &mut server);
     skipped.undo.unwrap().apply(&mut c.map, &mut server);
@@ -255,6 +324,7 @@ fn malformed_frames_are_errors_not_panics() {
             client: &mut c.map,
             server: &mut server,
             failed_transaction: false,
+            resets_statements: false,
         };
         assert!(plan(frame, ctx).is_err(), "{frame:?}");
     }
@@ -276,5 +346,5 @@ fn in_a_failed_transaction_parse_is_left_to_the_server() {
     // The server rejects it (25P02): the name goes, the server copy stays.
     planned.undo.unwrap().apply(&mut c2.map, &mut server);
     assert!(c2.map.is_empty());
-    assert!(server.contains(first.statement.unwrap()));
+    assert!(server.contains(first.statement.unwrap(), 0));
 }

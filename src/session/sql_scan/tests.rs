@@ -157,12 +157,22 @@ fn sql_prepare() {
             "PREPARE TRANSACTION 'gid-1'",
             "COMMIT PREPARED 'gid-1'",
             "EXECUTE q(1)",
-            "DEALLOCATE q",
         ],
     );
+    let named = |name: &str| {
+        vec![Deallocate {
+            name: name.to_string(),
+        }]
+    };
     check(&[
         ("DEALLOCATE ALL", vec![DeallocateAll]),
         ("deallocate prepare all", vec![DeallocateAll]),
+        ("DEALLOCATE Q", named("q")),
+        ("deallocate prepare q", named("q")),
+        ("deallocate \"stmtcache_Ab\"\"1\"", named("stmtcache_Ab\"1")),
+        ("DEALLOCATE q x", vec![]),
+        ("DEALLOCATE 'q'", vec![]),
+        ("DEALLOCATE", vec![]),
     ]);
 }
 

@@ -318,6 +318,34 @@ async fn a_valid_query_is_answered_before_an_invalid_message_type_ends_the_sessi
     }
 }
 
+/// An extended-protocol batch without Sync, then an invalid type: PostgreSQL's FATAL error
+/// flushes the replies it had buffered, so they arrive first.
+async fn unsynced_batch_then_invalid_type(client: &mut RawClient) -> Vec<Reply> {
+    let mut buf = BytesMut::new();
+    fe::parse(&mut buf, "", "SELECT 1");
+    fe::bind(&mut buf, "");
+    fe::execute(&mut buf);
+    buf.extend_from_slice(b"z\0\0\0\x04");
+    client.send(&buf).await;
+    let mut replies = Vec::new();
+    while replies.last() != Some(&Reply::Closed) {
+        replies.push(next_reply(client).await);
+    }
+    replies
+}
+
+#[tokio::test]
+async fn an_unsynced_batch_is_answered_before_an_invalid_message_type_ends_the_session() {
+    let oracle = unsynced_batch_then_invalid_type(&mut direct().await).await;
+    assert_eq!(tags(&oracle), "12DCE.");
+    for mode in MODES {
+        let handle = proxy(mode).await;
+        let seen = unsynced_batch_then_invalid_type(&mut via_proxy(&handle).await).await;
+        assert_eq!(seen, oracle, "{mode:?}");
+        assert_backend_returned_clean(&handle).await;
+    }
+}
+
 // ---- 9. malformed extended-protocol messages: an ERROR, and the session goes on ---------------
 
 /// `message` (a malformed extended-protocol frame), a Query the backend must skip, and Sync;

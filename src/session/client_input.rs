@@ -12,7 +12,7 @@
 //! it with its own ERROR; and while the backend skips to the next Sync nothing is planned.
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::buffers::reserve;
 
@@ -56,6 +56,9 @@ struct Part {
     route: Route,
     action: Action,
 }
+
+/// A Flush message: makes the backend send the replies it buffered.
+const FLUSH: &[u8] = b"H\0\0\0\x04";
 
 /// Frames whose body the relay reads: Describe (statement or portal?) always; in transaction
 /// mode also Parse, Bind, Close and Query.
@@ -242,8 +245,19 @@ impl Relay {
 
     /// Before the session ends over an invalid message, lets the replies to the valid requests
     /// sent ahead of it reach the client: PostgreSQL executes and answers those before it reads
-    /// the bad type byte. Stops early if the backend waits for COPY data (none will come).
+    /// the bad type byte, and its FATAL error flushes any replies still buffered (an
+    /// extended-protocol batch without Sync), which a Flush asks of the backend here. Stops
+    /// early if the backend waits for COPY data (none will come).
     pub(super) async fn deliver_replies_before_refusal(&mut self) -> Result<(), Exit> {
+        if let Some(held) = self
+            .held
+            .as_mut()
+            .filter(|h| h.unsynced && !h.queue.is_empty())
+        {
+            if let Err(e) = held.conn().stream.write_all(FLUSH).await {
+                return Err(self.backend_lost(&e.to_string()));
+            }
+        }
         loop {
             let Some(held) = self.held.as_mut() else {
                 return Ok(());

@@ -279,6 +279,20 @@ async fn insert_then_invalid_type(client: &mut RawClient, value: &str) -> Vec<Re
     replies
 }
 
+/// Creates the table the tests write to, once per test binary (concurrent `CREATE TABLE IF
+/// NOT EXISTS` can collide).
+async fn rows_table() {
+    static CREATED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    CREATED
+        .get_or_init(|| async {
+            let db = pg().connect_direct(APP_USER, APP_PASSWORD, APP_DB).await;
+            db.batch_execute("CREATE TABLE IF NOT EXISTS fid_input_rows (v text)")
+                .await
+                .expect("table");
+        })
+        .await;
+}
+
 async fn row_exists(value: &str) -> bool {
     let db = pg().connect_direct(APP_USER, APP_PASSWORD, APP_DB).await;
     let rows = db
@@ -293,10 +307,7 @@ async fn row_exists(value: &str) -> bool {
 
 #[tokio::test]
 async fn a_valid_query_is_answered_before_an_invalid_message_type_ends_the_session() {
-    let db = pg().connect_direct(APP_USER, APP_PASSWORD, APP_DB).await;
-    db.batch_execute("CREATE TABLE IF NOT EXISTS fid_input_rows (v text)")
-        .await
-        .expect("table");
+    rows_table().await;
     let oracle = insert_then_invalid_type(&mut direct().await, "direct").await;
     assert_eq!(
         oracle,
@@ -437,5 +448,55 @@ async fn invalid_message_types_are_refused_before_their_body_arrives() {
             assert_eq!(seen, oracle, "{mode:?}: {text}");
             assert_backend_returned_clean(&handle).await;
         }
+    }
+}
+
+/// An invalid type byte while COPY FROM STDIN reads data: PostgreSQL fails the COPY with an
+/// ERROR, then ends the session (it lost track of message boundaries).
+async fn invalid_type_during_copy_in(client: &mut RawClient) -> Vec<Reply> {
+    let mut buf = BytesMut::new();
+    fe::query(&mut buf, "COPY fid_input_rows FROM STDIN");
+    client.send(&buf).await;
+    let mut replies = vec![next_reply(client).await];
+    let mut data = frame(b'd', b"copied\n");
+    data.extend_from_slice(b"z\0\0\0\x04");
+    client.send(&data).await;
+    while replies.last() != Some(&Reply::Closed) {
+        replies.push(next_reply(client).await);
+    }
+    replies
+}
+
+#[tokio::test]
+async fn an_invalid_type_during_copy_in_fails_the_copy_then_the_session() {
+    rows_table().await;
+    let oracle = invalid_type_during_copy_in(&mut direct().await).await;
+    assert!(!row_exists("copied").await, "PostgreSQL aborted the COPY");
+    assert_eq!(
+        oracle,
+        vec![
+            Reply::Message('G'),
+            error(
+                "ERROR",
+                "08P01",
+                "unexpected message type 0x7A during COPY from stdin"
+            ),
+            error(
+                "FATAL",
+                "08P01",
+                "terminating connection because protocol synchronization was lost"
+            ),
+            Reply::Closed,
+        ]
+    );
+    for mode in MODES {
+        let handle = proxy(mode).await;
+        let seen = invalid_type_during_copy_in(&mut via_proxy(&handle).await).await;
+        assert_eq!(seen, oracle, "{mode:?}");
+        assert!(
+            !row_exists("copied").await,
+            "{mode:?}: the COPY was aborted"
+        );
+        assert_backend_returned_clean(&handle).await;
     }
 }

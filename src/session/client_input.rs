@@ -34,9 +34,9 @@ pub(super) struct Batch {
     pub rewritten: Option<BytesMut>,
     /// A Terminate follows the batch.
     pub terminate: bool,
-    /// A message of an invalid type follows the batch: the session ends with this FATAL error
-    /// once the batch's replies reached the client.
-    pub refused: Option<Exit>,
+    /// A message of this invalid type follows the batch: the session ends over it (see
+    /// [`Relay::refuse_invalid_type`]) once the batch's replies reached the client.
+    pub refused: Option<u8>,
 }
 
 /// What one client frame becomes.
@@ -82,7 +82,7 @@ impl Relay {
             // PostgreSQL judges the type byte before it reads the length (or waits for a body).
             match rest.first() {
                 Some(&tag) if self.client_scan.at_boundary() && !is_frontend_tag(tag) => {
-                    batch.refused = Some(invalid_message_type(tag));
+                    batch.refused = Some(tag);
                     return Ok(batch);
                 }
                 _ => {}
@@ -243,12 +243,42 @@ impl Relay {
         }
     }
 
+    /// Ends the session over a message of the invalid type `tag`, as PostgreSQL does: after
+    /// the replies to the requests before it; during COPY FROM STDIN with the COPY's ERROR
+    /// first, then FATAL (PostgreSQL reads the type byte there, fails the COPY, and then knows
+    /// it lost track of message boundaries).
+    pub(super) async fn refuse_invalid_type(&mut self, tag: u8) -> Exit {
+        if let Err(exit) = self.deliver_replies_before_refusal().await {
+            return exit;
+        }
+        if !self.held.as_ref().is_some_and(|h| h.copy_in) {
+            return invalid_message_type(tag);
+        }
+        let mut error = BytesMut::new();
+        let message = format!("unexpected message type 0x{tag:02X} during COPY from stdin");
+        messages::error_response(
+            &mut error,
+            Severity::Error,
+            sqlstate::PROTOCOL_VIOLATION,
+            &message,
+        );
+        self.ctx.metrics.count_error(sqlstate::PROTOCOL_VIOLATION);
+        if self.client.write_all(&error).await.is_err() {
+            return Exit::ClientGone;
+        }
+        self.bytes_out += error.len() as u64;
+        fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            "terminating connection because protocol synchronization was lost",
+        )
+    }
+
     /// Before the session ends over an invalid message, lets the replies to the valid requests
     /// sent ahead of it reach the client: PostgreSQL executes and answers those before it reads
     /// the bad type byte, and its FATAL error flushes any replies still buffered (an
     /// extended-protocol batch without Sync), which a Flush asks of the backend here. Stops
     /// early if the backend waits for COPY data (none will come).
-    pub(super) async fn deliver_replies_before_refusal(&mut self) -> Result<(), Exit> {
+    async fn deliver_replies_before_refusal(&mut self) -> Result<(), Exit> {
         if let Some(held) = self
             .held
             .as_mut()

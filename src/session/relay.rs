@@ -374,9 +374,8 @@ impl Relay {
         if batch.terminate {
             return Err(Exit::Terminated);
         }
-        if let Some(refusal) = batch.refused {
-            self.deliver_replies_before_refusal().await?;
-            return Err(refusal);
+        if let Some(tag) = batch.refused {
+            return Err(self.refuse_invalid_type(tag).await);
         }
         Ok(())
     }

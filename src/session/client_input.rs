@@ -5,12 +5,20 @@
 //! from the client's read buffer). In transaction mode Parse/Bind/Describe/Close of named
 //! statements go through the prepared-statement planner, and the SQL of Query and Parse
 //! messages is classified by the lexical scanner (pins, SET/RESET tracking).
+//!
+//! Faithful to PostgreSQL where a client can tell: a message of an unknown type is refused as
+//! soon as its type byte arrives, after the valid requests before it were forwarded and
+//! answered; a malformed Parse/Bind/Describe/Close is forwarded unplanned so PostgreSQL answers
+//! it with its own ERROR; and while the backend skips to the next Sync nothing is planned.
 
 use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::buffers::reserve;
 
 use super::expect::{Request, Route};
-use super::held::{is_frontend_tag, Action};
-use super::prepared::{self, parse_parse, Plan, PlanContext};
+use super::held::{is_frontend_tag, Action, Held};
+use super::prepared::{self, parse_parse, ClientStatements, Plan, PlanContext};
 use super::relay::{fatal, Exit, Relay};
 use super::sql_scan::{self, PinReason, SessionEffect};
 use crate::config::{PinningMode, PoolMode};
@@ -26,6 +34,9 @@ pub(super) struct Batch {
     pub rewritten: Option<BytesMut>,
     /// A Terminate follows the batch.
     pub terminate: bool,
+    /// A message of this invalid type follows the batch: the session ends over it (see
+    /// [`Relay::refuse_invalid_type`]) once the batch's replies reached the client.
+    pub refused: Option<u8>,
 }
 
 /// What one client frame becomes.
@@ -46,6 +57,9 @@ struct Part {
     action: Action,
 }
 
+/// A Flush message: makes the backend send the replies it buffered.
+const FLUSH: &[u8] = b"H\0\0\0\x04";
+
 /// Frames whose body the relay reads: Describe (statement or portal?) always; in transaction
 /// mode also Parse, Bind, Close and Query.
 fn wants_body(tag: u8, transaction_mode: bool) -> bool {
@@ -61,9 +75,18 @@ impl Relay {
             consumed: 0,
             rewritten: None,
             terminate: false,
+            refused: None,
         };
         loop {
             let rest = &self.client_buf[batch.consumed..];
+            // PostgreSQL judges the type byte before it reads the length (or waits for a body).
+            match rest.first() {
+                Some(&tag) if self.client_scan.at_boundary() && !is_frontend_tag(tag) => {
+                    batch.refused = Some(tag);
+                    return Ok(batch);
+                }
+                _ => {}
+            }
             let scan = self
                 .client_scan
                 .next(rest, max, |tag| wants_body(tag, transaction_mode));
@@ -75,15 +98,13 @@ impl Relay {
                             batch.terminate = true;
                             return Ok(batch);
                         }
-                        check_tag(header.tag)?;
                         self.apply_step(&mut batch, header.tag, Step::Original(Action::default()));
                     }
                     self.copy_if_rewriting(&mut batch, len);
                     batch.consumed += len;
                 }
                 Scan::Frame(header) => {
-                    check_tag(header.tag)?;
-                    let step = self.plan_frame(batch.consumed, header.total_len, header.tag)?;
+                    let step = self.plan_frame(batch.consumed, header.total_len, header.tag);
                     if let Step::Original(_) = step {
                         self.copy_if_rewriting(&mut batch, header.total_len);
                     }
@@ -102,73 +123,72 @@ impl Relay {
 
     /// Records the step's expectations and output. `batch.consumed` is the frame's start.
     fn apply_step(&mut self, batch: &mut Batch, tag: u8, step: Step) {
-        let describe_kind = self.client_buf.get(batch.consumed + HEADER_LEN).copied();
-        let Some(held) = self.held.as_mut() else {
+        let Relay {
+            held,
+            statements,
+            client_buf,
+            ..
+        } = self;
+        let describe_kind = client_buf.get(batch.consumed + HEADER_LEN).copied();
+        let Some(held) = held.as_mut() else {
             return;
         };
         match step {
             Step::Original(action) => {
-                held.note_client_request(tag, describe_kind, action);
+                let skipped = held.note_client_request(tag, describe_kind, action);
+                undo_skipped(statements, held, skipped);
             }
             Step::Replace(parts) => {
                 let out = batch
                     .rewritten
-                    .get_or_insert_with(|| BytesMut::from(&self.client_buf[..batch.consumed]));
+                    .get_or_insert_with(|| BytesMut::from(&client_buf[..batch.consumed]));
                 for part in parts {
                     out.extend_from_slice(&part.bytes);
-                    held.note_request(part.request, part.route, part.action);
+                    let skipped = held.note_request(part.request, part.route, part.action);
+                    undo_skipped(statements, held, skipped);
                 }
             }
             Step::Local(reply, action) => {
                 batch
                     .rewritten
-                    .get_or_insert_with(|| BytesMut::from(&self.client_buf[..batch.consumed]));
-                held.queue.push_synthesized(reply, action);
+                    .get_or_insert_with(|| BytesMut::from(&client_buf[..batch.consumed]));
+                let skipped = held.queue.push_synthesized(reply, action);
+                undo_skipped(statements, held, skipped);
             }
         }
     }
 
     /// Decides what a frame the relay reads becomes.
-    fn plan_frame(&mut self, start: usize, len: usize, tag: u8) -> Result<Step, Exit> {
-        if self.pool.mode != PoolMode::Transaction {
-            return Ok(Step::Original(Action::default()));
+    fn plan_frame(&mut self, start: usize, len: usize, tag: u8) -> Step {
+        // While the backend skips to the next Sync it discards the frame unread, as PostgreSQL
+        // would: nothing to plan, pin or track.
+        let skipping = self.held.as_ref().is_some_and(|h| h.queue.is_skipping());
+        if self.pool.mode != PoolMode::Transaction || skipping {
+            return Step::Original(Action::default());
         }
         // The frame is read in place in the client buffer: nothing is copied.
         let range = start..start + len;
-        let effects = self.classify_sql(&self.client_buf[range.clone()], tag)?;
+        let effects = classify_sql(&self.client_buf[range.clone()], tag);
         if tag == b'Q' {
-            return Ok(self.plan_query(effects));
+            return self.plan_query(effects);
         }
         if let Some(poison) = self.apply_pins(&effects) {
-            return Ok(Step::Replace(vec![poison_describe(poison)]));
+            return Step::Replace(vec![poison_describe(poison)]);
         }
         self.plan_statement_frame(range, tag, resets_statements(&effects))
     }
 
-    /// Session effects of the SQL in a Query or Parse frame (empty, without allocating, for
-    /// ordinary statements and for other frames).
-    fn classify_sql(&self, frame: &[u8], tag: u8) -> Result<Vec<SessionEffect>, Exit> {
-        let text = match tag {
-            b'Q' => frame
-                .get(HEADER_LEN..frame.len().saturating_sub(1))
-                .unwrap_or_default(),
-            b'P' => {
-                parse_parse(frame)
-                    .map_err(|e| fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))?
-                    .query
-            }
-            _ => return Ok(Vec::new()),
-        };
-        Ok(sql_scan::scan(text))
-    }
-
     /// Parse/Bind/Describe/Close of named statements, through the prepared-statement planner.
+    /// A frame the planner cannot decode is forwarded as it is: PostgreSQL answers it with the
+    /// ERROR (08P01, then skipping to Sync) it would give a direct client, and the session goes
+    /// on. The planner accepts everything PostgreSQL accepts, so such a frame never creates a
+    /// statement under the client's own name on the backend.
     fn plan_statement_frame(
         &mut self,
         range: std::ops::Range<usize>,
         tag: u8,
         resets_statements: bool,
-    ) -> Result<Step, Exit> {
+    ) -> Step {
         let Relay {
             ctx,
             statements,
@@ -178,7 +198,7 @@ impl Relay {
         } = self;
         let frame = &client_buf[range];
         let Some(held) = held.as_mut() else {
-            return Ok(Step::Original(Action::default()));
+            return Step::Original(Action::default());
         };
         let failed_transaction = held.status == b'E';
         let planned = prepared::plan(
@@ -190,8 +210,10 @@ impl Relay {
                 failed_transaction,
                 resets_statements,
             },
-        )
-        .map_err(|e| fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))?;
+        );
+        let Ok(planned) = planned else {
+            return Step::Original(Action::default());
+        };
         if tag == b'B' {
             held.last_bound = planned.statement;
             held.reset_at_execute = planned.undo_at_execute;
@@ -203,7 +225,7 @@ impl Relay {
         let describe_kind = frame.get(HEADER_LEN).copied();
         let client_request =
             Request::of_client_message(tag, describe_kind).unwrap_or(Request::Sync);
-        Ok(match planned.plan {
+        match planned.plan {
             Plan::PassThrough => Step::Original(action),
             Plan::Synthesize(reply) => Step::Local(reply, action),
             Plan::Error { reply, poison } => Step::Replace(vec![Part {
@@ -225,7 +247,69 @@ impl Relay {
                 });
                 Step::Replace(parts)
             }
-        })
+        }
+    }
+
+    /// Ends the session over a message of the invalid type `tag`, as PostgreSQL does: after
+    /// the replies to the requests before it; during COPY FROM STDIN with the COPY's ERROR
+    /// first, then FATAL (PostgreSQL reads the type byte there, fails the COPY, and then knows
+    /// it lost track of message boundaries).
+    pub(super) async fn refuse_invalid_type(&mut self, tag: u8) -> Exit {
+        if let Err(exit) = self.deliver_replies_before_refusal().await {
+            return exit;
+        }
+        if !self.held.as_ref().is_some_and(|h| h.copy_in) {
+            return invalid_message_type(tag);
+        }
+        let mut error = BytesMut::new();
+        let message = format!("unexpected message type 0x{tag:02X} during COPY from stdin");
+        messages::error_response(
+            &mut error,
+            Severity::Error,
+            sqlstate::PROTOCOL_VIOLATION,
+            &message,
+        );
+        self.ctx.metrics.count_error(sqlstate::PROTOCOL_VIOLATION);
+        if self.client.write_all(&error).await.is_err() {
+            return Exit::ClientGone;
+        }
+        self.bytes_out += error.len() as u64;
+        fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            "terminating connection because protocol synchronization was lost",
+        )
+    }
+
+    /// Before the session ends over an invalid message, lets the replies to the valid requests
+    /// sent ahead of it reach the client: PostgreSQL executes and answers those before it reads
+    /// the bad type byte, and its FATAL error flushes any replies still buffered (an
+    /// extended-protocol batch without Sync), which a Flush asks of the backend here. Stops
+    /// early if the backend waits for COPY data (none will come).
+    async fn deliver_replies_before_refusal(&mut self) -> Result<(), Exit> {
+        if let Some(held) = self
+            .held
+            .as_mut()
+            .filter(|h| h.unsynced && !h.queue.is_empty())
+        {
+            if let Err(e) = held.conn().stream.write_all(FLUSH).await {
+                return Err(self.backend_lost(&e.to_string()));
+            }
+        }
+        loop {
+            let Some(held) = self.held.as_mut() else {
+                return Ok(());
+            };
+            if held.queue.is_empty() || held.copy_in {
+                return Ok(());
+            }
+            let conn = held.conn();
+            reserve(&mut conn.read_buf);
+            match conn.stream.read_buf(&mut conn.read_buf).await {
+                Ok(0) => return Err(self.backend_lost("the backend closed the connection")),
+                Ok(_) => self.on_server_data().await?,
+                Err(e) => return Err(self.backend_lost(&e.to_string())),
+            }
+        }
     }
 
     /// A simple Query: pins now, session effects when it succeeds.
@@ -326,12 +410,36 @@ fn resets_statements(effects: &[SessionEffect]) -> bool {
         .any(|e| matches!(e, SessionEffect::DeallocateAll | SessionEffect::DiscardAll))
 }
 
-fn check_tag(tag: u8) -> Result<(), Exit> {
-    if is_frontend_tag(tag) {
-        return Ok(());
+/// Session effects of the SQL in a Query or Parse frame (empty, without allocating, for
+/// ordinary statements, other frames and malformed Parse frames, which PostgreSQL rejects).
+fn classify_sql(frame: &[u8], tag: u8) -> Vec<SessionEffect> {
+    let text = match tag {
+        b'Q' => frame
+            .get(HEADER_LEN..frame.len().saturating_sub(1))
+            .unwrap_or_default(),
+        b'P' => match parse_parse(frame) {
+            Ok(parse) => parse.query,
+            Err(_) => return Vec::new(),
+        },
+        _ => return Vec::new(),
+    };
+    sql_scan::scan(text)
+}
+
+/// Reverts the prepared-statement bookkeeping of a request the backend skips (it arrived
+/// while the backend was discarding messages up to the next Sync).
+fn undo_skipped(statements: &mut ClientStatements, held: &mut Held, skipped: Option<Action>) {
+    if let Some(undo) = skipped.and_then(|action| action.undo) {
+        undo.apply(statements, &mut held.conn().prepared);
     }
-    let message = format!("invalid frontend message type {:?}", char::from(tag));
-    Err(fatal(sqlstate::PROTOCOL_VIOLATION, &message))
+}
+
+/// The FATAL error PostgreSQL ends a session with when a message's type byte is not one a
+/// client may send (its text names the byte in decimal, e.g. 122 for 'z', 0 for a
+/// startup-shaped packet or an SSLRequest after login).
+pub(super) fn invalid_message_type(tag: u8) -> Exit {
+    let message = format!("invalid frontend message type {tag}");
+    fatal(sqlstate::PROTOCOL_VIOLATION, &message)
 }
 
 fn injected_part(injected: prepared::Injected) -> Part {

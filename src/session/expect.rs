@@ -9,7 +9,11 @@
 //! Completion follows the protocol: ParseComplete, BindComplete, CloseComplete, NoData or
 //! RowDescription (Describe), CommandComplete / EmptyQueryResponse / PortalSuspended (Execute),
 //! ReadyForQuery (Sync, Query, FunctionCall). An ErrorResponse to an extended-protocol message
-//! makes the backend skip everything up to the next Sync, so those entries are dropped too.
+//! makes the backend skip everything up to the next Sync — every kind of message, a simple
+//! Query or FunctionCall included — so those entries are dropped too. When no Sync is queued yet
+//! the queue remembers that the backend is skipping: requests sent before the client's next Sync
+//! get no entry at all (and synthesized replies are not sent), exactly as PostgreSQL answers
+//! them with nothing.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -133,31 +137,56 @@ impl<A> Outcome<A> {
 #[derive(Debug)]
 pub struct ExpectQueue<A> {
     items: VecDeque<Entry<A>>,
+    /// An extended-protocol request failed and no Sync was queued behind it: the backend
+    /// discards every message until the client's next Sync (the queue is then empty).
+    skipping: bool,
 }
 
 impl<A> Default for ExpectQueue<A> {
     fn default() -> Self {
         ExpectQueue {
             items: VecDeque::new(),
+            skipping: false,
         }
     }
 }
 
 impl<A> ExpectQueue<A> {
-    /// A request whose reply goes `route`.
-    pub fn push(&mut self, request: Request, route: Route, action: A) {
+    /// A request whose reply goes `route`. While the backend skips to the next Sync, any
+    /// other request gets no reply: it is not queued and its action comes back (to be undone).
+    #[must_use = "a skipped request's action must be undone"]
+    pub fn push(&mut self, request: Request, route: Route, action: A) -> Option<A> {
+        if self.skipping {
+            if request != Request::Sync {
+                return Some(action);
+            }
+            self.skipping = false;
+        }
         self.items.push_back(Entry::Reply(Pending {
             request,
             route,
             since: Instant::now(),
             action,
         }));
+        None
     }
 
     /// A reply pgferry produces itself, due once everything before it is answered; `action`
-    /// is handed back if the reply is dropped because an earlier request failed.
-    pub fn push_synthesized(&mut self, reply: Bytes, action: A) {
+    /// is handed back if the reply is dropped because an earlier request failed (later, from
+    /// [`Self::on_backend_message`], or now, when the backend already skips to Sync).
+    #[must_use = "a dropped reply's action must be undone"]
+    pub fn push_synthesized(&mut self, reply: Bytes, action: A) -> Option<A> {
+        if self.skipping {
+            return Some(action);
+        }
         self.items.push_back(Entry::Synthesize(reply, action));
+        None
+    }
+
+    /// True while the backend discards everything up to the client's next Sync (an
+    /// extended-protocol request failed and no Sync was sent after it yet).
+    pub fn is_skipping(&self) -> bool {
+        self.skipping
     }
 
     /// The action of the oldest outstanding request (to record an error on it, or to find the
@@ -227,17 +256,22 @@ impl<A> ExpectQueue<A> {
     }
 
     /// An extended-protocol error: the failed request is done and the backend ignores every
-    /// message up to the next Sync, whose ReadyForQuery will still come.
+    /// message up to the next Sync, whose ReadyForQuery will still come. Without a queued Sync
+    /// the backend keeps skipping whatever the client sends until its next Sync.
     fn complete_skipping_to_sync(&mut self, outcome: &mut Outcome<A>) {
         outcome.completed = self.pop_reply();
-        while let Some(entry) = self.items.front() {
-            match entry {
-                Entry::Reply(p) if p.request == Request::Sync => return,
-                _ => match self.items.pop_front() {
-                    Some(Entry::Reply(pending)) => outcome.skipped.push(pending.action),
-                    Some(Entry::Synthesize(_, action)) => outcome.skipped.push(action),
-                    None => return,
-                },
+        loop {
+            match self.items.pop_front() {
+                Some(Entry::Reply(p)) if p.request == Request::Sync => {
+                    self.items.push_front(Entry::Reply(p));
+                    return;
+                }
+                Some(Entry::Reply(pending)) => outcome.skipped.push(pending.action),
+                Some(Entry::Synthesize(_, action)) => outcome.skipped.push(action),
+                None => {
+                    self.skipping = true;
+                    return;
+                }
             }
         }
     }
@@ -300,7 +334,7 @@ mod tests {
     fn queue(requests: &[(Request, Route)]) -> ExpectQueue<()> {
         let mut q = ExpectQueue::default();
         for (request, route) in requests {
-            q.push(*request, *route, ());
+            assert!(q.push(*request, *route, ()).is_none());
         }
         q
     }
@@ -316,12 +350,12 @@ mod tests {
     fn the_next_transaction_starts_with_the_oldest_forwarded_request() {
         let mut q = queue(&[(Query, Swallow)]);
         assert_eq!(q.oldest_forwarded_since(), None, "pgferry's own statement");
-        q.push(Query, Forward, ());
+        assert!(q.push(Query, Forward, ()).is_none());
         let client_query = q.items.back().and_then(|e| match e {
             Entry::Reply(p) => Some(p.since),
             Entry::Synthesize(..) => None,
         });
-        q.push(Query, Forward, ());
+        assert!(q.push(Query, Forward, ()).is_none());
         assert_eq!(q.oldest_forwarded_since(), client_query);
     }
 
@@ -353,8 +387,8 @@ mod tests {
     #[test]
     fn extended_error_skips_to_sync_including_synthesized_replies() {
         let mut q = queue(&[(Bind, Forward), (Execute, Forward)]);
-        q.push_synthesized(Bytes::from_static(b"1"), ());
-        q.push(Sync, Forward, ());
+        assert!(q.push_synthesized(Bytes::from_static(b"1"), ()).is_none());
+        assert!(q.push(Sync, Forward, ()).is_none());
         let outcome = q.on_backend_message(b'E');
         assert!(outcome.failed);
         assert_eq!(kinds(&outcome), vec![Bind]);
@@ -397,8 +431,8 @@ mod tests {
     #[test]
     fn synthesized_replies_wait_for_earlier_entries() {
         let mut q = queue(&[(Bind, Forward)]);
-        q.push_synthesized(Bytes::from_static(b"x"), ());
-        q.push(Sync, Forward, ());
+        assert!(q.push_synthesized(Bytes::from_static(b"x"), ()).is_none());
+        assert!(q.push(Sync, Forward, ()).is_none());
         assert!(q.take_due().is_empty());
         q.on_backend_message(b'2');
         assert_eq!(q.take_due(), vec![Bytes::from_static(b"x")]);
@@ -419,6 +453,43 @@ mod tests {
             2,
             "only an Execute's COPY makes Syncs ignored"
         );
+    }
+
+    #[test]
+    fn requests_sent_while_the_backend_skips_to_sync_are_not_expected() {
+        let mut q = queue(&[(Parse, Forward)]);
+        let outcome = q.on_backend_message(b'E');
+        assert!(outcome.failed && q.is_empty());
+        assert!(
+            q.is_skipping(),
+            "no Sync was queued behind the failed Parse"
+        );
+        for request in [Query, FunctionCall, Bind, Execute, Parse] {
+            assert!(
+                q.push(request, Forward, ()).is_some(),
+                "{request:?} is skipped"
+            );
+        }
+        assert!(q.push_synthesized(Bytes::from_static(b"1"), ()).is_some());
+        assert!(q.is_empty());
+        assert!(q.push(Sync, Forward, ()).is_none());
+        assert!(!q.is_skipping());
+        assert!(
+            q.push(Query, Forward, ()).is_none(),
+            "after the Sync: answered"
+        );
+        assert_eq!(kinds(&q.on_backend_message(b'Z')), vec![Sync]);
+        assert_eq!(kinds(&q.on_backend_message(b'Z')), vec![Query]);
+    }
+
+    #[test]
+    fn a_query_queued_behind_a_failed_parse_is_skipped_too() {
+        let mut q = queue(&[(Parse, Forward), (Query, Forward), (Sync, Forward)]);
+        let outcome = q.on_backend_message(b'E');
+        assert_eq!(outcome.skipped.len(), 1, "the Query");
+        assert!(!q.is_skipping(), "a Sync is queued");
+        assert_eq!(kinds(&q.on_backend_message(b'Z')), vec![Sync]);
+        assert!(q.is_empty());
     }
 
     #[test]

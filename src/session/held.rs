@@ -87,8 +87,14 @@ impl Held {
     }
 
     /// Records a client message that the relay is about to forward (`describe_kind`: first
-    /// body byte of a Describe), with the action to run when its reply arrives.
-    pub fn note_client_request(&mut self, tag: u8, describe_kind: Option<u8>, mut action: Action) {
+    /// body byte of a Describe), with the action to run when its reply arrives. Returns the
+    /// action back when the backend will skip the message (see [`Self::note_request`]).
+    pub fn note_client_request(
+        &mut self,
+        tag: u8,
+        describe_kind: Option<u8>,
+        mut action: Action,
+    ) -> Option<Action> {
         if tag == b'E' && self.reset_at_execute.is_some() {
             action.undo = self.reset_at_execute.take();
         }
@@ -96,12 +102,10 @@ impl Held {
             self.copy_in = false;
         }
         if self.copy_in && matches!(tag, b'S' | b'H') {
-            return; // ignored by the backend during copy-in: no reply will come
+            return None; // ignored by the backend during copy-in: no reply will come
         }
-        let Some(request) = Request::of_client_message(tag, describe_kind) else {
-            return;
-        };
-        self.note_request(request, Route::Forward, action);
+        let request = Request::of_client_message(tag, describe_kind)?;
+        self.note_request(request, Route::Forward, action)
     }
 
     /// The backend entered copy-in mode (CopyInResponse). Syncs the client pipelined behind the
@@ -111,8 +115,19 @@ impl Held {
         self.queue.drop_pending_syncs();
     }
 
-    /// Queues the reply expectation of a request sent to the backend.
-    pub fn note_request(&mut self, request: Request, route: Route, action: Action) {
+    /// Queues the reply expectation of a request sent to the backend. While the backend skips
+    /// to the next Sync after an error, a request other than Sync gets no reply: it is not
+    /// queued and its action is returned, for the caller to undo.
+    pub fn note_request(
+        &mut self,
+        request: Request,
+        route: Route,
+        action: Action,
+    ) -> Option<Action> {
+        let skipped = self.queue.push(request, route, action);
+        if skipped.is_some() {
+            return skipped;
+        }
         if route == Route::Forward && self.transaction_started.is_none() {
             self.transaction_started = Some(Instant::now());
         }
@@ -121,7 +136,7 @@ impl Held {
             Request::Query | Request::FunctionCall => {}
             _ => self.unsynced = true,
         }
-        self.queue.push(request, route, action);
+        None
     }
 }
 

@@ -18,8 +18,9 @@ use tokio::time::Sleep;
 use tracing::Instrument;
 
 use super::buffers::{read_client, reserve};
+use super::client_input::invalid_message_type;
 use super::expect::{Request, Route};
-use super::held::{Action, Held};
+use super::held::{is_frontend_tag, Action, Held};
 use super::params::ClientParams;
 use super::prepared::ClientStatements;
 use super::reset::salvage;
@@ -379,13 +380,20 @@ impl Relay {
         if batch.terminate {
             return Err(Exit::Terminated);
         }
+        if let Some(tag) = batch.refused {
+            return Err(self.refuse_invalid_type(tag).await);
+        }
         Ok(())
     }
 
     /// Without a backend, one is borrowed only once the first message is complete (or large),
     /// so a client trickling bytes cannot hold a backend; Terminate and malformed headers are
-    /// handled without one.
+    /// handled without one, and so is a message of an invalid type, refused at its first byte.
     fn first_message_ready(&self) -> Result<bool, Exit> {
+        match self.client_buf.first() {
+            Some(&tag) if !is_frontend_tag(tag) => return Err(invalid_message_type(tag)),
+            _ => {}
+        }
         let max = self.ctx.config.limits.max_message_size;
         let header = match crate::protocol::frame::peek_header(&self.client_buf, max) {
             Ok(Some(header)) => header,

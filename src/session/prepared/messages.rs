@@ -36,8 +36,6 @@ pub enum MsgError {
     UnterminatedString,
     #[error("message body is truncated")]
     Truncated,
-    #[error("negative parameter count")]
-    NegativeCount,
     #[error("unexpected bytes after the message body")]
     TrailingBytes,
     #[error("invalid Describe/Close target kind {0:#04x}")]
@@ -136,8 +134,9 @@ pub fn parse_parse(frame: &[u8]) -> Result<ParseMsg<'_>, MsgError> {
     let mut body = body_of(frame, b'P')?;
     let name = body.cstr()?;
     let query = body.cstr()?;
-    let count = i16::from_be_bytes(body.take::<2>()?);
-    let count = usize::try_from(count).map_err(|_| MsgError::NegativeCount)?;
+    // PostgreSQL reads the count as unsigned (up to 65535 types); so does pgferry, so it never
+    // refuses a Parse that PostgreSQL would accept.
+    let count = usize::from(u16::from_be_bytes(body.take::<2>()?));
     let param_oids = (0..count)
         .map(|_| body.take::<4>().map(u32::from_be_bytes))
         .collect::<Result<Vec<_>, _>>()?;
@@ -151,10 +150,10 @@ pub fn parse_parse(frame: &[u8]) -> Result<ParseMsg<'_>, MsgError> {
 
 /// Builds a Parse frame (used with the server-side `pgf_<n>` name).
 pub fn build_parse(name: &[u8], query: &[u8], oids: &[u32]) -> Result<Bytes, MsgError> {
-    let count = i16::try_from(oids.len()).map_err(|_| MsgError::TooLong)?;
+    let count = u16::try_from(oids.len()).map_err(|_| MsgError::TooLong)?;
     let mut frame = Frame::new(b'P', name.len() + query.len() + 4 + 4 * oids.len());
     frame.cstr(name).cstr(query);
-    frame.0.put_i16(count);
+    frame.0.put_u16(count);
     oids.iter().for_each(|oid| frame.0.put_u32(*oid));
     frame.finish()
 }

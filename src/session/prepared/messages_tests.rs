@@ -108,9 +108,10 @@ fn malformed_frames_are_errors() {
     );
     assert_eq!(parse_parse(b"P\0\0\0\x03"), Err(MsgError::BadLength));
     assert_eq!(parse_parse(b"P\xff\xff\xff\xff"), Err(MsgError::BadLength));
+    // The count is unsigned, as PostgreSQL reads it: 65535 types, not -1.
     assert_eq!(
         parse_parse(b"P\0\0\0\x08\0\0\xff\xff"),
-        Err(MsgError::NegativeCount)
+        Err(MsgError::Truncated)
     );
     assert_eq!(
         parse_parse(b"P\0\0\0\x09\0\0\0\0x"),

@@ -14,7 +14,9 @@
 //! # Contract with the relay
 //! 1. **Wire order.** Frames are planned in the order the client sent them, each as one isolated
 //!    frame; every `prelude` frame and the rewritten frame are written to the server in plan
-//!    order. A planning error ([`MsgError`]) is a malformed message: FATAL 08P01.
+//!    order. A planning error ([`MsgError`]) is a malformed message: the relay forwards the
+//!    frame unplanned and PostgreSQL answers it with its own ERROR 08P01 (the decoders accept
+//!    everything PostgreSQL accepts, so such a frame never creates a statement on the server).
 //! 2. **Reply order.** A `Synthesize` reply (CloseComplete) and an `Error` reply
 //!    must reach the client exactly after the server's responses to every earlier frame and
 //!    before those to later frames — so the expected-response queue needs one entry per

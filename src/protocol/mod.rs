@@ -40,4 +40,6 @@ pub mod sqlstate {
     pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
     /// Idle session timeout (PostgreSQL 14+ code).
     pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+    /// Invalid parameter value: a startup parameter PostgreSQL would refuse.
+    pub const INVALID_PARAMETER_VALUE: &str = "22023";
 }

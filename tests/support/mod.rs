@@ -156,3 +156,4 @@ pub async fn connect_tls(
 }
 
 pub mod probe;
+pub mod transcript;

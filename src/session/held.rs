@@ -11,6 +11,7 @@ use crate::session::prepared::Undo;
 use crate::session::sql_scan::SessionEffect;
 
 use super::expect::{ExpectQueue, Request, Route};
+use super::reports::{HeldReport, Reports};
 
 /// A borrowed backend plus what the proxy knows about the conversation on it.
 pub struct Held {
@@ -37,6 +38,11 @@ pub struct Held {
     /// Server statement used by the last Bind, for `0A000 cached plan must not change result
     /// type` on the Execute after it.
     pub last_bound: Option<StatementId>,
+    /// Outstanding requests whose reports are held back or folded (see `session::reports`);
+    /// zero almost always, which keeps that path off every other ReadyForQuery.
+    pub folding: u32,
+    /// ParameterStatus messages held back until the folded ReadyForQuery.
+    pub held_reports: Vec<HeldReport>,
 }
 
 impl Held {
@@ -55,6 +61,8 @@ impl Held {
             transaction_effects: Vec::new(),
             last_was_commit: false,
             last_bound: None,
+            folding: 0,
+            held_reports: Vec::new(),
         }
     }
 
@@ -105,6 +113,9 @@ impl Held {
         if route == Route::Forward && self.transaction_started.is_none() {
             self.transaction_started = Some(Instant::now());
         }
+        if action.reports != Reports::Direct {
+            self.folding += 1;
+        }
         match request {
             Request::Sync => self.unsynced = false,
             Request::Query | Request::FunctionCall => {}
@@ -126,6 +137,8 @@ pub struct Action {
     pub effects: Vec<SessionEffect>,
     /// An ErrorResponse arrived while this (simple Query) request ran.
     pub failed: bool,
+    /// How its ParameterStatus and ReadyForQuery replies reach the client.
+    pub reports: Reports,
 }
 
 /// Message types a client may send once the session is established.

@@ -13,6 +13,7 @@ mod params;
 pub mod park;
 pub mod prepared;
 mod relay;
+mod reports;
 mod reset;
 pub mod signal;
 pub mod sql_scan;

@@ -208,3 +208,21 @@ async fn reset_returns_to_startup_options_in_session_mode() {
 async fn reset_returns_to_startup_parameters_in_session_mode() {
     compare_script(PoolMode::Session, &AS_PARAMS).await;
 }
+
+/// A client that pipelines its next Query behind a RESET gets it run after the restore, with
+/// the replies and ParameterStatus in PostgreSQL's order.
+#[tokio::test]
+async fn statements_pipelined_behind_a_reset_see_the_startup_values() {
+    let params = [("options", OPTIONS), ("application_name", "fidelity")];
+    let pipeline = [SETS, "RESET ALL", "SHOW DateStyle", "DISCARD ALL", PROBE];
+    for mode in [PoolMode::Transaction, PoolMode::Session] {
+        let handle = proxy(mode, 1).await;
+        let (mut direct, _) = login(pg().addr(), &params).await.session();
+        let (mut proxied, _) = login(handle.client_addr(), &params).await.session();
+        assert_eq!(
+            proxied.pipeline(&pipeline).await,
+            direct.pipeline(&pipeline).await,
+            "{mode:?}"
+        );
+    }
+}

@@ -162,19 +162,27 @@ impl Session {
 
     /// Runs `sql` as one simple Query; the transcript of its reply through ReadyForQuery.
     pub async fn query(&mut self, sql: &str) -> Vec<String> {
+        self.pipeline(&[sql]).await
+    }
+
+    /// Sends each of `sqls` as a simple Query in one write, without waiting; the transcript
+    /// of all replies through the last ReadyForQuery.
+    pub async fn pipeline(&mut self, sqls: &[&str]) -> Vec<String> {
         let mut buf = BytesMut::new();
-        frontend::query(sql, &mut buf).expect("query message");
-        self.stream.write_all(&buf).await.expect("send query");
+        for sql in sqls {
+            frontend::query(sql, &mut buf).expect("query message");
+        }
+        self.stream.write_all(&buf).await.expect("send queries");
         let mut transcript = Vec::new();
-        loop {
+        let mut ready = 0;
+        while ready < sqls.len() {
             let (tag, body) = read_message(&mut self.stream)
                 .await
                 .expect("message before ReadyForQuery");
             transcript.push(describe(tag, &body));
-            if tag == b'Z' {
-                return transcript;
-            }
+            ready += usize::from(tag == b'Z');
         }
+        transcript
     }
 }
 

@@ -42,6 +42,8 @@ pub mod sqlstate {
     pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
     /// Invalid byte sequence for an encoding (PostgreSQL's code for text that is not UTF-8).
     pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+    /// Invalid parameter value: a startup parameter PostgreSQL would refuse.
+    pub const INVALID_PARAMETER_VALUE: &str = "22023";
 
     /// The codes a PostgreSQL server sends when it refuses a login (ProcessStartupPacket,
     /// InitPostgres, authentication), sorted for binary search.

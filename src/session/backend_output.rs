@@ -12,6 +12,7 @@ use super::buffers::MAX_BACKEND_MESSAGE;
 use super::expect::{Outcome, Route};
 use super::held::{Action, Held};
 use super::relay::{Exit, Relay};
+use super::reports::{self, Reports};
 use crate::pool::BackendPool;
 use crate::protocol::decode::{error_fields, parameter_status, ready_status};
 use crate::protocol::frame::{FrameHeader, Scan};
@@ -137,17 +138,29 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
     let previous_status = held.status;
     let frame = &held.checkout.conn.read_buf[cursor.pos..cursor.pos + header.total_len];
     let mut replacement = None;
+    let mut swallow = false;
     match header.tag {
         b'Z' => {
             held.status = ready_status(frame).map_err(|e| relay_error(pool, e))?;
             held.copy_in = false;
+            let ready = (held.folding > 0).then(|| Bytes::copy_from_slice(frame));
+            let mode = reports::current(held);
+            if let (Some(ready), true) = (ready, mode != Reports::Direct) {
+                replacement = reports::on_ready(held, params, mode, &ready);
+                swallow = true;
+            }
         }
         b'S' => {
             let (name, value) = parameter_status(frame).map_err(|e| relay_error(pool, e))?;
-            // Whatever changed it (the client's SET, or pgferry aligning the backend with this
-            // client), the backend's spelling of the value is now what the client has.
-            params.observe(&name, &value);
-            held.conn().params.insert(name, value);
+            if reports::current(held) != Reports::Direct {
+                reports::hold(held, name, value);
+                swallow = true;
+            } else {
+                // Whatever changed it (the client's SET, or pgferry aligning the backend with
+                // this client), the backend's spelling of the value is now what the client has.
+                params.observe(&name, &value);
+                held.conn().params.insert(name, value);
+            }
         }
         b'C' => held.last_was_commit = command_tag(frame) == b"COMMIT",
         _ => {
@@ -166,6 +179,7 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
                     }
                 }
             }
+            let quiet = reports::current(held) == Reports::Folded;
             if let Some(action) = held.queue.front_action_mut() {
                 action.failed = true;
                 replacement = action.replace_error.take();
@@ -179,6 +193,9 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
             }
             let visible = ends_session || held.queue.route_of_next(b'E') == Route::Forward;
             match (&replacement, visible) {
+                // pgferry's restore behind a client statement that failed in a transaction
+                // block fails the same way, changing nothing: the client already knows.
+                (None, false) if quiet => {}
                 (Some(_), _) => ctx
                     .metrics
                     .count_error(crate::protocol::sqlstate::FEATURE_NOT_SUPPORTED),
@@ -212,7 +229,7 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
         replacement = crate::session::prepared::name_client_statements(frame, statements);
     }
     let outcome = held.queue.on_backend_message(header.tag);
-    let route = if replacement.is_some() {
+    let route = if replacement.is_some() || swallow {
         Route::Swallow
     } else if held.ended_by_backend {
         Route::Forward
@@ -241,6 +258,13 @@ fn settle(relay: &mut Relay, outcome: Outcome<Action>, previous_status: u8) {
     };
     let status = held.status;
     record_completions(&relay.pool, held, &outcome);
+    // Skipped requests send no ReadyForQuery: a held-back Query pair among them folds nothing.
+    let unfolded = outcome
+        .skipped
+        .iter()
+        .filter(|a| a.reports != Reports::Direct)
+        .count();
+    held.folding = held.folding.saturating_sub(unfolded as u32);
     if outcome.failed {
         let failed = outcome.completed.map(|p| p.action);
         for undo in outcome

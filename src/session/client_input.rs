@@ -20,6 +20,7 @@ use super::expect::{Request, Route};
 use super::held::{is_frontend_tag, Action, Held};
 use super::prepared::{self, parse_parse, ClientStatements, Plan, PlanContext};
 use super::relay::{fatal, Exit, Relay};
+use super::reports::Reports;
 use super::sql_scan::{self, PinReason, SessionEffect};
 use crate::config::{PinningMode, PoolMode};
 use crate::protocol::frame::{Scan, HEADER_LEN};
@@ -61,9 +62,12 @@ struct Part {
 const FLUSH: &[u8] = b"H\0\0\0\x04";
 
 /// Frames whose body the relay reads: Describe (statement or portal?) always; in transaction
-/// mode also Parse, Bind, Close and Query.
-fn wants_body(tag: u8, transaction_mode: bool) -> bool {
-    tag == b'D' || (transaction_mode && matches!(tag, b'P' | b'B' | b'C' | b'Q'))
+/// mode also Parse, Bind, Close and Query; in session mode Query when the client has startup
+/// settings (a RESET must return to them).
+fn wants_body(tag: u8, transaction_mode: bool, session_queries: bool) -> bool {
+    tag == b'D'
+        || (transaction_mode && matches!(tag, b'P' | b'B' | b'C' | b'Q'))
+        || (session_queries && tag == b'Q')
 }
 
 impl Relay {
@@ -71,6 +75,7 @@ impl Relay {
     pub(super) fn scan_client(&mut self) -> Result<Batch, Exit> {
         let max = self.ctx.config.limits.max_message_size;
         let transaction_mode = self.pool.mode == PoolMode::Transaction;
+        let session_queries = !transaction_mode && self.params.has_startup_settings();
         let mut batch = Batch {
             consumed: 0,
             rewritten: None,
@@ -87,9 +92,9 @@ impl Relay {
                 }
                 _ => {}
             }
-            let scan = self
-                .client_scan
-                .next(rest, max, |tag| wants_body(tag, transaction_mode));
+            let scan = self.client_scan.next(rest, max, |tag| {
+                wants_body(tag, transaction_mode, session_queries)
+            });
             match scan.map_err(|e| fatal(sqlstate::PROTOCOL_VIOLATION, &e.to_string()))? {
                 Scan::NeedMore => return Ok(batch),
                 Scan::Pass { len, header } => {
@@ -162,15 +167,17 @@ impl Relay {
     fn plan_frame(&mut self, start: usize, len: usize, tag: u8) -> Step {
         // While the backend skips to the next Sync it discards the frame unread, as PostgreSQL
         // would: nothing to plan, pin or track.
-        let skipping = self.held.as_ref().is_some_and(|h| h.queue.is_skipping());
-        if self.pool.mode != PoolMode::Transaction || skipping {
+        if self.held.as_ref().is_some_and(|h| h.queue.is_skipping()) {
             return Step::Original(Action::default());
         }
         // The frame is read in place in the client buffer: nothing is copied.
         let range = start..start + len;
+        if self.pool.mode != PoolMode::Transaction {
+            return self.plan_session_query(range, tag);
+        }
         let effects = classify_sql(&self.client_buf[range.clone()], tag);
         if tag == b'Q' {
-            return self.plan_query(effects);
+            return self.plan_query(range, effects);
         }
         if let Some(poison) = self.apply_pins(&effects) {
             return Step::Replace(vec![poison_describe(poison)]);
@@ -312,8 +319,49 @@ impl Relay {
         }
     }
 
+    /// Session mode: only a Query returning settings to the backend's defaults is touched,
+    /// to restore the client's startup values behind it.
+    fn plan_session_query(&self, range: std::ops::Range<usize>, tag: u8) -> Step {
+        let effects = match tag {
+            b'Q' => classify_sql(&self.client_buf[range.clone()], tag),
+            _ => Vec::new(),
+        };
+        match self.params.restore_sql(&effects) {
+            Some(sql) => self.with_restore(range, &sql, Action::default()),
+            None => Step::Original(Action::default()),
+        }
+    }
+
+    /// The client's Query (with `action`) followed by pgferry's restore `sql` of its startup
+    /// settings, which the Query returns to the backend's defaults (see `params::restore`).
+    fn with_restore(&self, range: std::ops::Range<usize>, sql: &str, action: Action) -> Step {
+        let mut restore = BytesMut::new();
+        messages::query(&mut restore, sql);
+        let query = Part {
+            bytes: Bytes::copy_from_slice(&self.client_buf[range]),
+            request: Request::Query,
+            route: Route::Forward,
+            action: Action {
+                reports: Reports::Held,
+                ..action
+            },
+        };
+        Step::Replace(vec![
+            query,
+            Part {
+                bytes: restore.freeze(),
+                request: Request::Query,
+                route: Route::Swallow,
+                action: Action {
+                    reports: Reports::Folded,
+                    ..Action::default()
+                },
+            },
+        ])
+    }
+
     /// A simple Query: pins now, session effects when it succeeds.
-    fn plan_query(&mut self, effects: Vec<SessionEffect>) -> Step {
+    fn plan_query(&mut self, range: std::ops::Range<usize>, effects: Vec<SessionEffect>) -> Step {
         if effects.is_empty() {
             return Step::Original(Action::default());
         }
@@ -343,15 +391,20 @@ impl Relay {
             )),
             _ => None,
         };
-        let effects = effects
+        let effects: Vec<SessionEffect> = effects
             .into_iter()
             .filter(|e| !matches!(e, SessionEffect::Pin(_)))
             .collect();
-        Step::Original(Action {
+        let restore = self.params.restore_sql(&effects);
+        let action = Action {
             effects,
             undo,
             ..Action::default()
-        })
+        };
+        match restore {
+            Some(sql) => self.with_restore(range, &sql, action),
+            None => Step::Original(action),
+        }
     }
 
     /// Applies the pinning policy to the pins among `effects`; in `error` mode returns the

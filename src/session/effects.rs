@@ -6,8 +6,10 @@
 //! transaction to commit (a rolled-back `SET` never happened).
 
 use super::held::Action;
+use super::params::ClientParams;
 use super::relay::Relay;
 use super::sql_scan::{PinReason, SessionEffect};
+use crate::server::ServerConn;
 
 impl Relay {
     /// A simple Query completed with its ReadyForQuery. `before` and `after` are the
@@ -82,7 +84,7 @@ impl Relay {
         match effect {
             SessionEffect::Set { name, value } if value.eq_ignore_ascii_case("default") => {
                 self.params.reset(&name);
-                conn.applied.remove(&name.to_ascii_lowercase());
+                record_reset(&self.params, conn, &name);
             }
             SessionEffect::Set { name, value } => {
                 if !self.params.is_reported(&name) {
@@ -95,17 +97,17 @@ impl Relay {
             }
             SessionEffect::Reset { name } => {
                 self.params.reset(&name);
-                conn.applied.remove(&name.to_ascii_lowercase());
+                record_reset(&self.params, conn, &name);
             }
             SessionEffect::ResetAll => {
                 self.params.reset_all();
-                conn.applied.clear();
+                record_reset_all(&self.params, conn);
             }
             // Prepared statements were dropped as the statement was planned (see
             // `prepared::reset_statements`).
             SessionEffect::DiscardAll => {
                 self.params.reset_all();
-                conn.applied.clear();
+                record_reset_all(&self.params, conn);
                 for reason in self.pins.clone() {
                     if reason != PinReason::Load {
                         self.unpin(reason);
@@ -123,5 +125,24 @@ impl Relay {
             | SessionEffect::TransactionStart
             | SessionEffect::TransactionEnd { .. } => {}
         }
+    }
+}
+
+/// The backend's record after the client's `RESET name` and pgferry's restore behind it (see
+/// `params::restore`): the client's startup setting if it had one, else nothing of pgferry's.
+fn record_reset(params: &ClientParams, conn: &mut ServerConn, name: &str) {
+    let name = name.to_ascii_lowercase();
+    match params.statement_for(&name) {
+        Some(statement) => conn.applied.insert(name, statement.to_string()),
+        None => conn.applied.remove(&name),
+    };
+}
+
+/// The backend's record after `RESET ALL` / `DISCARD ALL` and the restore: exactly the
+/// client's non-reported startup settings.
+fn record_reset_all(params: &ClientParams, conn: &mut ServerConn) {
+    conn.applied.clear();
+    for (name, statement) in params.startup_statements() {
+        conn.applied.insert(name.clone(), statement.clone());
     }
 }

@@ -11,6 +11,7 @@ use crate::session::prepared::Undo;
 use crate::session::sql_scan::SessionEffect;
 
 use super::expect::{ExpectQueue, Request, Route};
+use super::reports::{HeldReport, Reports};
 
 /// A borrowed backend plus what the proxy knows about the conversation on it.
 pub struct Held {
@@ -43,6 +44,11 @@ pub struct Held {
     /// The last Bind was of `DEALLOCATE ALL` / `DISCARD ALL`: the undo of the statements it
     /// dropped, handed to the next Execute (which runs it and may fail).
     pub reset_at_execute: Option<Undo>,
+    /// Outstanding requests whose reports are held back or folded (see `session::reports`);
+    /// zero almost always, which keeps that path off every other ReadyForQuery.
+    pub folding: u32,
+    /// ParameterStatus messages held back until the folded ReadyForQuery.
+    pub held_reports: Vec<HeldReport>,
 }
 
 impl Held {
@@ -63,6 +69,8 @@ impl Held {
             last_bound: None,
             ended_by_backend: false,
             reset_at_execute: None,
+            folding: 0,
+            held_reports: Vec::new(),
         }
     }
 
@@ -124,12 +132,16 @@ impl Held {
         route: Route,
         action: Action,
     ) -> Option<Action> {
+        let folds = action.reports != Reports::Direct;
         let skipped = self.queue.push(request, route, action);
         if skipped.is_some() {
             return skipped;
         }
         if route == Route::Forward && self.transaction_started.is_none() {
             self.transaction_started = Some(Instant::now());
+        }
+        if folds {
+            self.folding += 1;
         }
         match request {
             Request::Sync => self.unsynced = false,
@@ -152,6 +164,8 @@ pub struct Action {
     pub effects: Vec<SessionEffect>,
     /// An ErrorResponse arrived while this (simple Query) request ran.
     pub failed: bool,
+    /// How its ParameterStatus and ReadyForQuery replies reach the client.
+    pub reports: Reports,
 }
 
 /// Message types a client may send once the session is established.

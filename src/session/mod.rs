@@ -5,6 +5,7 @@ mod buffers;
 mod client_input;
 mod deallocate;
 mod effects;
+mod encoding;
 mod expect;
 mod handshake;
 mod held;
@@ -13,6 +14,7 @@ mod params;
 pub mod park;
 pub mod prepared;
 mod relay;
+mod reports;
 mod reset;
 pub mod signal;
 pub mod sql_scan;
@@ -232,13 +234,27 @@ async fn welcome(
             }
         },
     };
-    let params = ClientParams::new(Arc::clone(&baseline), &startup);
-    let cancel = ctx.cancel.register();
-    // AuthenticationOk, ~15 ParameterStatus, BackendKeyData and ReadyForQuery in one write.
     let mut out = BytesMut::with_capacity(WELCOME_CAPACITY);
     messages::auth_ok(&mut out);
-    for (name, value) in baseline.iter() {
-        messages::parameter_status(&mut out, name, params.overridden(name).unwrap_or(value));
+    let params = match ClientParams::new(Arc::clone(&baseline), &startup) {
+        Ok(params) => params,
+        Err(error) => {
+            // Like PostgreSQL: authenticated, then refused for the startup value.
+            stream.write_all(&out).await.ok()?;
+            ctx.metrics.login(LoginResult::Error);
+            let code = crate::protocol::sqlstate::INVALID_PARAMETER_VALUE;
+            handshake::refuse(&mut stream, ctx, Some(&startup), code, &error.to_string()).await;
+            return None;
+        }
+    };
+    let cancel = ctx.cancel.register();
+    // AuthenticationOk, ~15 ParameterStatus, BackendKeyData and ReadyForQuery in one write,
+    // the parameters in PostgreSQL's order (by name, ignoring case).
+    let mut names: Vec<&String> = baseline.keys().collect();
+    names.sort_by_cached_key(|name| name.to_ascii_lowercase());
+    for name in names {
+        let value = params.overridden(name).unwrap_or(&baseline[name]);
+        messages::parameter_status(&mut out, name, value);
     }
     messages::backend_key_data(&mut out, cancel.key().process_id, cancel.key().secret_key);
     messages::ready_for_query(&mut out, b'I');

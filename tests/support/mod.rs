@@ -157,3 +157,4 @@ pub async fn connect_tls(
 
 pub mod private_pg;
 pub mod probe;
+pub mod transcript;

@@ -14,10 +14,19 @@
 //! swallowed. That comparison runs at every transaction, and almost always finds nothing: a
 //! backend remembers the settings it was last found to match (see [`Alignment`]), so a client
 //! with the same settings skips it while the backend's record has not changed.
+//!
+//! PostgreSQL returns RESET / RESET ALL / DISCARD ALL to a session's startup values, but a
+//! pooled backend's startup values are not the client's: [`restore`] follows such statements
+//! with the client's own startup values.
+
+mod restore;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::encoding::canonical_client_encoding;
 use crate::protocol::startup::StartupParams;
 use crate::server::{Alignment, VersionedMap};
 
@@ -51,6 +60,9 @@ pub struct ClientParams {
     other: BTreeMap<String, String>,
     /// Values at login, which RESET / RESET ALL / DISCARD ALL return to.
     initial_other: BTreeMap<String, String>,
+    /// Every startup setting, reported or not (lower-case name → name as the backend spells
+    /// it and raw value), which pgferry restores after the backend's RESET (see [`restore`]).
+    startup: BTreeMap<String, (String, String)>,
     /// Exact encoding of everything [`sync_sql`](Self::sync_sql) reads from this client (the
     /// reported values it wants and `other`), kept current by every change: clients with equal
     /// keys need the same statements on any backend.
@@ -59,27 +71,38 @@ pub struct ClientParams {
 
 impl ClientParams {
     /// Starts from the pool's defaults and applies the client's startup parameters
-    /// (including `options=-c name=value` switches).
-    pub fn new(baseline: Arc<HashMap<String, String>>, startup: &StartupParams) -> Self {
+    /// (including `options=-c name=value` switches). Fails on a value PostgreSQL would refuse
+    /// at login and pgferry can judge without a backend (`client_encoding`).
+    pub fn new(
+        baseline: Arc<HashMap<String, String>>,
+        startup: &StartupParams,
+    ) -> Result<Self, StartupValueError> {
         let mut params = ClientParams {
             baseline,
             overrides: HashMap::new(),
             other: BTreeMap::new(),
             initial_other: BTreeMap::new(),
+            startup: BTreeMap::new(),
             key: Arc::from(""),
         };
         for (name, value) in &startup.params {
             if name == "options" {
                 for (name, value) in parse_options(value) {
-                    params.set_startup(&name, &value);
+                    params.set_startup(&name, &value)?;
                 }
             } else if !NOT_SETTINGS.contains(&name.as_str()) {
-                params.set_startup(name, value);
+                params.set_startup(name, value)?;
             }
         }
         params.initial_other = params.other.clone();
         params.refresh_key();
-        params
+        Ok(params)
+    }
+
+    /// True if the client gave any setting at login: only then can a RESET on a pooled
+    /// backend land elsewhere than the client's own startup value.
+    pub fn has_startup_settings(&self) -> bool {
+        !self.startup.is_empty()
     }
 
     /// Recomputes `key` after a change. Each field is `-` (absent) or `+<text>\0`: protocol
@@ -113,21 +136,28 @@ impl ClientParams {
             .map(String::as_str)
     }
 
-    fn set_startup(&mut self, name: &str, value: &str) {
+    fn set_startup(&mut self, name: &str, value: &str) -> Result<(), StartupValueError> {
+        let value = startup_value(name, value)?;
+        let value = value.as_str();
+        let lower = name.to_ascii_lowercase();
         match self.canonical(name).map(str::to_string) {
             Some(canonical) => {
+                self.startup
+                    .insert(lower, (canonical.clone(), value.to_string()));
                 self.overrides.insert(canonical, value.to_string());
             }
             None => {
-                let name = name.to_ascii_lowercase();
                 let statement = format!(
                     "SELECT pg_catalog.set_config({}, {}, false);",
-                    literal(&name),
+                    literal(&lower),
                     literal(value)
                 );
-                self.other.insert(name, statement);
+                self.startup
+                    .insert(lower.clone(), (lower.clone(), value.to_string()));
+                self.other.insert(lower, statement);
             }
         }
+        Ok(())
     }
 
     /// True if the backend reports `name` (so ParameterStatus, not SET tracking, follows it).
@@ -255,6 +285,27 @@ impl ClientParams {
     }
 }
 
+/// A startup value PostgreSQL refuses at login (its FATAL, SQLSTATE 22023, says the same).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupValueError {
+    #[error("invalid value for parameter \"{name}\": \"{value}\"")]
+    Invalid { name: &'static str, value: String },
+}
+
+/// The value PostgreSQL gives startup parameter `name` when a client sends `value`:
+/// `client_encoding` by its canonical name (as PostgreSQL reports it), others as sent.
+fn startup_value(name: &str, value: &str) -> Result<String, StartupValueError> {
+    if !name.eq_ignore_ascii_case("client_encoding") {
+        return Ok(value.to_string());
+    }
+    canonical_client_encoding(value)
+        .map(str::to_string)
+        .ok_or_else(|| StartupValueError::Invalid {
+            name: "client_encoding",
+            value: value.to_string(),
+        })
+}
+
 /// Parses libpq's `options` startup parameter: `-c name=value` and `--name=value` switches,
 /// with backslash-escaped spaces.
 pub fn parse_options(options: &str) -> Vec<(String, String)> {
@@ -302,236 +353,4 @@ fn identifier(name: &str) -> String {
         .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
         .collect::<Vec<_>>()
         .join(".")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn baseline() -> HashMap<String, String> {
-        [
-            ("TimeZone", "UTC"),
-            ("application_name", ""),
-            ("server_version", "15.1"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-    }
-
-    fn startup(params: &[(&str, &str)]) -> StartupParams {
-        StartupParams {
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..StartupParams::default()
-        }
-    }
-
-    #[test]
-    fn startup_params_and_options_override_baseline_with_canonical_names() {
-        let p = ClientParams::new(
-            Arc::new(baseline()),
-            &startup(&[(
-                "options",
-                "-c timezone=Asia/Tokyo -c Statement_Timeout=5s --search-path=a,b",
-            )]),
-        );
-        assert_eq!(p.get("TimeZone"), Some("Asia/Tokyo"));
-        assert_eq!(
-            p.statement_for("statement_timeout"),
-            Some("SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);")
-        );
-        assert_eq!(
-            p.statement_for("search_path"),
-            Some("SELECT pg_catalog.set_config(E'search_path', E'a,b', false);"),
-            "startup values are configuration strings, not SQL"
-        );
-        assert_eq!(
-            p.get("server_version"),
-            Some("15.1"),
-            "the pool's value, shared"
-        );
-    }
-
-    #[test]
-    fn sync_sql_sets_differences_and_resets_stale_settings() {
-        let mut p = ClientParams::new(
-            Arc::new(baseline()),
-            &startup(&[("application_name", "it's"), ("statement_timeout", "1s")]),
-        );
-        p.set("search_path", "a, \"B\"");
-        let mut current = VersionedMap::from(baseline());
-        let mut applied = VersionedMap::from(HashMap::from([(
-            "lock_timeout".to_string(),
-            "SET x;".to_string(),
-        )]));
-        let mut aligned = Alignment::default();
-        let sql = p.sync_sql(&current, &mut applied, &mut aligned).unwrap();
-        assert_eq!(
-            sql,
-            "SELECT pg_catalog.set_config(E'application_name', E'it''s', false);\
-             SET \"search_path\" TO a, \"B\";\
-             SELECT pg_catalog.set_config(E'statement_timeout', E'1s', false);RESET \"lock_timeout\";"
-        );
-        current.insert("application_name".into(), "it's".into());
-        assert_eq!(p.sync_sql(&current, &mut applied, &mut aligned), None);
-    }
-
-    /// A backend in line with `p`'s settings, as a previous full comparison left it (after
-    /// the SQL of any settings `p` made with SET was applied).
-    fn aligned_backend(p: &ClientParams) -> (VersionedMap, VersionedMap, Alignment) {
-        let mut current = VersionedMap::from(baseline());
-        for name in SESSION_REPORTED {
-            if let Some(value) = p.get(name) {
-                current.insert(name.to_string(), value.to_string());
-            }
-        }
-        let mut applied = VersionedMap::default();
-        let mut aligned = Alignment::default();
-        let _ = p.sync_sql(&current, &mut applied, &mut aligned);
-        assert_eq!(p.sync_sql(&current, &mut applied, &mut aligned), None);
-        (current, applied, aligned)
-    }
-
-    fn pgbench_client() -> ClientParams {
-        ClientParams::new(
-            Arc::new(baseline()),
-            &startup(&[("application_name", "pgbench")]),
-        )
-    }
-
-    #[test]
-    fn same_client_again_needs_no_sql_and_no_comparison() {
-        let p = pgbench_client();
-        let (current, mut applied, mut aligned) = aligned_backend(&p);
-        assert!(aligned.holds(&p.key, &current, &applied));
-        assert_eq!(p.sync_sql(&current, &mut applied, &mut aligned), None);
-        assert!(aligned.holds(&p.key, &current, &applied));
-    }
-
-    #[test]
-    fn a_set_since_the_last_checkout_is_applied() {
-        let mut p = pgbench_client();
-        let (current, mut applied, mut aligned) = aligned_backend(&p);
-        p.set("work_mem", "'64MB'");
-        assert_eq!(
-            p.sync_sql(&current, &mut applied, &mut aligned).as_deref(),
-            Some("SET \"work_mem\" TO '64MB';")
-        );
-        assert!(!aligned.holds(&p.key, &current, &applied), "SQL sent");
-        assert_eq!(p.sync_sql(&current, &mut applied, &mut aligned), None);
-    }
-
-    #[test]
-    fn a_backend_parameter_change_is_undone() {
-        let p = pgbench_client();
-        let (mut current, mut applied, mut aligned) = aligned_backend(&p);
-        current.insert("TimeZone".into(), "Asia/Tokyo".into());
-        assert_eq!(
-            p.sync_sql(&current, &mut applied, &mut aligned).as_deref(),
-            Some("SELECT pg_catalog.set_config(E'TimeZone', E'UTC', false);")
-        );
-    }
-
-    #[test]
-    fn a_setting_removed_from_the_backend_record_is_applied_again() {
-        let mut p = pgbench_client();
-        p.set("work_mem", "'64MB'");
-        let (current, mut applied, mut aligned) = aligned_backend(&p);
-        applied.clear();
-        assert_eq!(
-            p.sync_sql(&current, &mut applied, &mut aligned).as_deref(),
-            Some("SET \"work_mem\" TO '64MB';")
-        );
-    }
-
-    #[test]
-    fn another_client_is_compared_by_its_settings() {
-        let p = pgbench_client();
-        let (current, mut applied, mut aligned) = aligned_backend(&p);
-        let twin = pgbench_client();
-        assert!(
-            aligned.holds(&twin.key, &current, &applied),
-            "same settings"
-        );
-        assert_eq!(twin.sync_sql(&current, &mut applied, &mut aligned), None);
-        let other = ClientParams::new(
-            Arc::new(baseline()),
-            &startup(&[("application_name", "psql")]),
-        );
-        assert!(!aligned.holds(&other.key, &current, &applied));
-        assert_eq!(
-            other
-                .sync_sql(&current, &mut applied, &mut aligned)
-                .as_deref(),
-            Some("SELECT pg_catalog.set_config(E'application_name', E'psql', false);")
-        );
-    }
-
-    #[test]
-    fn key_follows_every_effective_change_only() {
-        let mut p = pgbench_client();
-        let initial = Arc::clone(&p.key);
-        p.observe("application_name", "pgbench");
-        p.set("TimeZone", "'Asia/Tokyo'");
-        assert!(Arc::ptr_eq(&p.key, &initial), "nothing changed");
-        p.observe("TimeZone", "Asia/Tokyo");
-        assert_ne!(p.key, initial);
-        p.observe("TimeZone", "UTC");
-        assert_eq!(p.key, initial, "back to the same settings");
-        p.set("work_mem", "'1MB'");
-        assert_ne!(p.key, initial);
-        p.reset_all();
-        assert_eq!(p.key, initial);
-    }
-
-    #[test]
-    fn set_reset_and_reset_all_follow_postgres_semantics() {
-        let mut p = ClientParams::new(
-            Arc::new(baseline()),
-            &startup(&[("statement_timeout", "1s")]),
-        );
-        p.set("statement_timeout", "'9s'");
-        p.set("Work_Mem", "'64MB'");
-        p.set("TimeZone", "'Asia/Tokyo'");
-        assert_eq!(
-            p.statement_for("work_mem"),
-            Some("SET \"work_mem\" TO '64MB';")
-        );
-        assert_eq!(
-            p.statement_for("timezone"),
-            None,
-            "reported parameters follow ParameterStatus"
-        );
-        p.reset("statement_timeout");
-        assert_eq!(
-            p.statement_for("statement_timeout"),
-            Some("SELECT pg_catalog.set_config(E'statement_timeout', E'1s', false);")
-        );
-        p.reset_all();
-        assert_eq!(p.statement_for("work_mem"), None);
-    }
-
-    #[test]
-    fn observes_only_session_settings() {
-        let mut p = ClientParams::new(Arc::new(baseline()), &startup(&[]));
-        p.observe("TimeZone", "Asia/Tokyo");
-        p.observe("is_superuser", "on");
-        assert_eq!(p.get("TimeZone"), Some("Asia/Tokyo"));
-        assert_eq!(p.get("is_superuser"), None);
-    }
-
-    #[test]
-    fn options_with_escaped_spaces_and_dotted_names() {
-        assert_eq!(
-            parse_options(r"-c application_name=my\ app -cwork_mem=4MB"),
-            vec![
-                ("application_name".into(), "my app".into()),
-                ("work_mem".into(), "4MB".into())
-            ]
-        );
-        assert_eq!(identifier("myapp.user_id"), "\"myapp\".\"user_id\"");
-    }
 }

@@ -11,12 +11,9 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use pgferry::config::PoolMode;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use support::probe::frontend as fe;
 use support::probe::{read_message, startup_message, wait_for_metric, RawClient};
 use support::*;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 const MODES: [PoolMode; 2] = [PoolMode::Transaction, PoolMode::Session];
 /// How long any single reply may take before the test calls it a hang.
@@ -38,32 +35,7 @@ async fn via_proxy(handle: &pgferry::ProxyHandle) -> RawClient {
 
 /// A raw session straight to PostgreSQL (SCRAM), the oracle every scenario is compared with.
 async fn direct() -> RawClient {
-    let mut stream = TcpStream::connect(pg().addr()).await.expect("connect");
-    stream
-        .write_all(&startup_message(APP_USER, APP_DB))
-        .await
-        .expect("startup");
-    let (tag, body) = read_message(&mut stream).await.expect("auth request");
-    assert_eq!((tag, &body[..4]), (b'R', &[0, 0, 0, 10][..]), "SASL");
-    let mut scram = ScramSha256::new(APP_PASSWORD.as_bytes(), ChannelBinding::unsupported());
-    let mut out = BytesMut::new();
-    postgres_protocol::message::frontend::sasl_initial_response(
-        "SCRAM-SHA-256",
-        scram.message(),
-        &mut out,
-    )
-    .expect("encode");
-    stream.write_all(&out).await.expect("sasl initial");
-    let (_, body) = read_message(&mut stream).await.expect("sasl continue");
-    scram.update(&body[4..]).expect("server-first");
-    out.clear();
-    postgres_protocol::message::frontend::sasl_response(scram.message(), &mut out).expect("encode");
-    stream.write_all(&out).await.expect("sasl response");
-    let (_, body) = read_message(&mut stream).await.expect("sasl final");
-    scram.finish(&body[4..]).expect("server-final");
-    let mut client = RawClient { stream };
-    client.read_until_ready().await;
-    client
+    RawClient::login(pg().addr(), APP_USER, APP_PASSWORD, APP_DB).await
 }
 
 /// One backend message as the test compares it: type byte, and for an ErrorResponse its

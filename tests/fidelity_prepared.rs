@@ -9,39 +9,16 @@
 mod support;
 
 use bytes::BytesMut;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend as wire;
 use support::probe::frontend as fe;
-use support::probe::{read_message, startup_message, RawClient};
+use support::probe::{read_message, RawClient};
 use support::*;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use pgferry::config::PoolMode;
 
-/// A raw connection straight to the test server (SCRAM login), the oracle.
+/// A raw session straight to PostgreSQL (SCRAM), the oracle every scenario is compared with.
 async fn direct() -> RawClient {
-    let mut stream = TcpStream::connect(pg().addr()).await.expect("connect");
-    stream
-        .write_all(&startup_message(APP_USER, APP_DB))
-        .await
-        .expect("startup");
-    let (tag, body) = read_message(&mut stream).await.expect("auth request");
-    assert_eq!((tag, &body[..4]), (b'R', &[0, 0, 0, 10][..]), "SASL");
-    let mut scram = ScramSha256::new(APP_PASSWORD.as_bytes(), ChannelBinding::unsupported());
-    let mut buf = BytesMut::new();
-    wire::sasl_initial_response("SCRAM-SHA-256", scram.message(), &mut buf).expect("encode");
-    stream.write_all(&buf).await.expect("initial response");
-    let (_, body) = read_message(&mut stream).await.expect("SASL continue");
-    scram.update(&body[4..]).expect("server first message");
-    buf.clear();
-    wire::sasl_response(scram.message(), &mut buf).expect("encode");
-    stream.write_all(&buf).await.expect("response");
-    let (_, body) = read_message(&mut stream).await.expect("SASL final");
-    scram.finish(&body[4..]).expect("server signature");
-    let mut client = RawClient { stream };
-    client.read_until_ready().await;
-    client
+    RawClient::login(pg().addr(), APP_USER, APP_PASSWORD, APP_DB).await
 }
 
 /// A proxy in `mode` with `pool_size` backends, md5 allowed for [`RawClient`].

@@ -138,3 +138,28 @@ pub fn give_to_pg_user(dir: &Path) -> Result<(), SupportError> {
         .arg(dir))?;
     Ok(())
 }
+
+/// How often a server start is retried when another process took the chosen port first.
+const START_ATTEMPTS: usize = 5;
+
+/// Starts a server with `start(port)` on a free port, and again on another one (a few times)
+/// when its log at `log` says another process took the port between choosing and binding it.
+pub fn start_on_free_port(
+    log: &Path,
+    mut start: impl FnMut(u16) -> Result<(), SupportError>,
+) -> Result<u16, SupportError> {
+    let mut attempt = 1;
+    loop {
+        let port = super::free_port();
+        match start(port) {
+            Ok(()) => return Ok(port),
+            Err(_) if attempt < START_ATTEMPTS && port_was_taken(log) => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn port_was_taken(log: &Path) -> bool {
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    log.contains("Address already in use")
+}

@@ -14,13 +14,11 @@ use std::sync::OnceLock;
 
 use tokio_postgres::{Client, NoTls};
 
-use super::cmd::{give_to_pg_user, pg_command, run, SupportError};
-use super::{certs, free_port, watchdog};
+use super::cmd::{give_to_pg_user, pg_command, run, start_on_free_port, SupportError};
+use super::{certs, watchdog};
 
 /// Superuser created by initdb.
 pub const SUPERUSER: &str = "postgres";
-/// Attempts at finding a free port before giving up (another process may grab ours).
-const START_ATTEMPTS: usize = 5;
 
 /// A running test PostgreSQL server (SCRAM-only, TLS on, loopback only).
 #[derive(Debug)]
@@ -138,22 +136,15 @@ impl PgServer {
 
     /// Picks a free port and starts; retries with another port if someone else took it.
     fn start_on_free_port(&mut self) -> Result<(), SupportError> {
-        let mut attempt = 1;
-        loop {
-            self.port = free_port();
-            let port_conf = format!("port = {}\n", self.port);
-            write_file(&self.root_dir.join("port.conf"), &port_conf)?;
-            match self.start() {
-                Ok(()) => return Ok(()),
-                Err(_) if attempt < START_ATTEMPTS && self.port_was_taken() => attempt += 1,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn port_was_taken(&self) -> bool {
-        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        log.contains("Address already in use")
+        let log = self.log_path();
+        self.port = start_on_free_port(&log, |port| {
+            write_file(
+                &self.root_dir.join("port.conf"),
+                &format!("port = {port}\n"),
+            )?;
+            self.start()
+        })?;
+        Ok(())
     }
 
     fn pg_ctl(&self, action: &str, extra: &[&str]) -> Result<(), SupportError> {

@@ -5,12 +5,11 @@
 
 use std::path::PathBuf;
 
-use super::cmd::{give_to_pg_user, pg_command, run, SupportError};
-use super::{free_port, watchdog};
+use super::cmd::{give_to_pg_user, pg_command, run, start_on_free_port, SupportError};
+use super::watchdog;
 
 /// Superuser of a private server (trust auth: any password is accepted).
 pub const PRIVATE_SUPERUSER: &str = "postgres";
-const START_ATTEMPTS: usize = 5;
 
 /// A running private PostgreSQL server.
 #[derive(Debug)]
@@ -58,25 +57,15 @@ impl PrivatePg {
     }
 
     fn start_on_free_port(&mut self) -> Result<(), SupportError> {
-        let mut attempt = 1;
-        loop {
-            self.port = free_port();
+        let log = self.log_path();
+        self.port = start_on_free_port(&log, |port| {
             let options = format!(
-                "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories='' \
-                 -c shared_buffers=16MB -c fsync=off -c max_connections=20",
-                self.port
+                "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories='' \
+                 -c shared_buffers=16MB -c fsync=off -c max_connections=20"
             );
-            match self.pg_ctl("start", &["-w", "-o", &options]) {
-                Ok(()) => return Ok(()),
-                Err(_) if attempt < START_ATTEMPTS && self.port_was_taken() => attempt += 1,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn port_was_taken(&self) -> bool {
-        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        log.contains("Address already in use")
+            self.pg_ctl("start", &["-w", "-o", &options])
+        })?;
+        Ok(())
     }
 
     fn pg_ctl(&self, action: &str, extra: &[&str]) -> Result<(), SupportError> {

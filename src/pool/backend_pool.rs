@@ -6,7 +6,6 @@
 //! connect error reaches that client, and every waiting one, with its own SQLSTATE), and bounds
 //! the wait by `query_wait_timeout`.
 
-use std::collections::HashMap;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -17,6 +16,7 @@ use tokio::io::AsyncRead;
 
 use tokio::sync::Notify;
 
+use super::baseline::Baseline;
 use super::slots::{ConnectFailure, Grant, Lent, PoolConn, Slot, Slots, Take};
 use crate::config::{DatabaseConfig, Limits, PoolMode};
 use crate::metrics::{PoolMetrics, PoolState};
@@ -89,7 +89,7 @@ pub struct BackendPool {
     idle_timeout: Option<Duration>,
     min_idle: u32,
     slots: Arc<Slots<Box<ServerConn>>>,
-    baseline: RwLock<Option<Arc<HashMap<String, String>>>>,
+    baseline: RwLock<Option<Arc<Baseline>>>,
     /// Sessions pinned to a backend of this pool (for `pgferry_pool_pinned_connections`).
     pinned: AtomicI64,
     /// Whether the task ending overdue waits runs (started by the first wait).
@@ -302,14 +302,14 @@ impl BackendPool {
         let known = self.baseline.read().map(|b| b.is_some()).unwrap_or(true);
         if !known {
             if let Ok(mut baseline) = self.baseline.write() {
-                baseline.get_or_insert_with(|| Arc::new(conn.params.clone()));
+                baseline.get_or_insert_with(|| Arc::new(Baseline::from(conn.params.clone())));
             }
         }
     }
 
     /// ParameterStatus values of a fresh backend connection (server_version, encodings, ...),
     /// reported to clients at login; `None` until the first connection was made.
-    pub fn baseline_params(&self) -> Option<Arc<HashMap<String, String>>> {
+    pub fn baseline_params(&self) -> Option<Arc<Baseline>> {
         self.baseline.read().ok().and_then(|b| b.clone())
     }
 

@@ -6,6 +6,7 @@
 //! the database in their startup packet and by the backend user that database maps them to.
 
 mod backend_pool;
+mod baseline;
 mod health;
 mod slots;
 
@@ -13,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use backend_pool::{BackendPool, Checkout, CheckoutError, HEALTH_CHECK_AFTER_IDLE};
+pub use baseline::Baseline;
 pub use health::spawn_health_checker;
 
 use crate::config::{Config, DatabaseConfig, PoolMode};

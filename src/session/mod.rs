@@ -250,10 +250,8 @@ async fn welcome(
     let cancel = ctx.cancel.register();
     // AuthenticationOk, ~15 ParameterStatus, BackendKeyData and ReadyForQuery in one write,
     // the parameters in PostgreSQL's order (by name, ignoring case).
-    let mut names: Vec<&String> = baseline.keys().collect();
-    names.sort_by_cached_key(|name| name.to_ascii_lowercase());
-    for name in names {
-        let value = params.overridden(name).unwrap_or(&baseline[name]);
+    for (name, value) in baseline.in_report_order() {
+        let value = params.overridden(name).unwrap_or(value);
         messages::parameter_status(&mut out, name, value);
     }
     messages::backend_key_data(&mut out, cancel.key().process_id, cancel.key().secret_key);

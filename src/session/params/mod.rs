@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::encoding::canonical_client_encoding;
+use crate::pool::Baseline;
 use crate::protocol::startup::StartupParams;
 use crate::server::{Alignment, VersionedMap};
 
@@ -52,7 +53,7 @@ const KEY_CAPACITY: usize = 128;
 #[derive(Debug, Clone)]
 pub struct ClientParams {
     /// The pool's reported parameters, shared by every client of the pool.
-    baseline: Arc<HashMap<String, String>>,
+    baseline: Arc<Baseline>,
     /// Reported parameters this client wants differently from `baseline` (canonical spelling
     /// → plain value); usually one or two entries, so idle clients stay small.
     overrides: HashMap<String, String>,
@@ -74,7 +75,7 @@ impl ClientParams {
     /// (including `options=-c name=value` switches). Fails on a value PostgreSQL would refuse
     /// at login and pgferry can judge without a backend (`client_encoding`).
     pub fn new(
-        baseline: Arc<HashMap<String, String>>,
+        baseline: Arc<Baseline>,
         startup: &StartupParams,
     ) -> Result<Self, StartupValueError> {
         let mut params = ClientParams {

@@ -26,7 +26,7 @@ fn startup(params: &[(&str, &str)]) -> StartupParams {
 #[test]
 fn startup_params_and_options_override_baseline_with_canonical_names() {
     let p = ClientParams::new(
-        Arc::new(baseline()),
+        Arc::new(baseline().into()),
         &startup(&[(
             "options",
             "-c timezone=Asia/Tokyo -c Statement_Timeout=5s --search-path=a,b",
@@ -53,7 +53,7 @@ fn startup_params_and_options_override_baseline_with_canonical_names() {
 #[test]
 fn sync_sql_sets_differences_and_resets_stale_settings() {
     let mut p = ClientParams::new(
-        Arc::new(baseline()),
+        Arc::new(baseline().into()),
         &startup(&[("application_name", "it's"), ("statement_timeout", "1s")]),
     )
     .unwrap();
@@ -93,7 +93,7 @@ fn aligned_backend(p: &ClientParams) -> (VersionedMap, VersionedMap, Alignment) 
 
 fn pgbench_client() -> ClientParams {
     ClientParams::new(
-        Arc::new(baseline()),
+        Arc::new(baseline().into()),
         &startup(&[("application_name", "pgbench")]),
     )
     .unwrap()
@@ -155,7 +155,7 @@ fn another_client_is_compared_by_its_settings() {
     );
     assert_eq!(twin.sync_sql(&current, &mut applied, &mut aligned), None);
     let other = ClientParams::new(
-        Arc::new(baseline()),
+        Arc::new(baseline().into()),
         &startup(&[("application_name", "psql")]),
     )
     .unwrap();
@@ -188,7 +188,7 @@ fn key_follows_every_effective_change_only() {
 #[test]
 fn set_reset_and_reset_all_follow_postgres_semantics() {
     let mut p = ClientParams::new(
-        Arc::new(baseline()),
+        Arc::new(baseline().into()),
         &startup(&[("statement_timeout", "1s")]),
     )
     .unwrap();
@@ -215,7 +215,7 @@ fn set_reset_and_reset_all_follow_postgres_semantics() {
 
 #[test]
 fn observes_only_session_settings() {
-    let mut p = ClientParams::new(Arc::new(baseline()), &startup(&[])).unwrap();
+    let mut p = ClientParams::new(Arc::new(baseline().into()), &startup(&[])).unwrap();
     p.observe("TimeZone", "Asia/Tokyo");
     p.observe("is_superuser", "on");
     assert_eq!(p.get("TimeZone"), Some("Asia/Tokyo"));
@@ -239,7 +239,7 @@ fn startup_client_encoding_is_canonical_so_alignment_finds_nothing_to_do() {
     let mut base = baseline();
     base.insert("client_encoding".into(), "UTF8".into());
     let p = ClientParams::new(
-        Arc::new(base.clone()),
+        Arc::new(base.clone().into()),
         &startup(&[("client_encoding", "utf-8")]),
     )
     .unwrap();
@@ -251,7 +251,7 @@ fn startup_client_encoding_is_canonical_so_alignment_finds_nothing_to_do() {
         None
     );
     let error = ClientParams::new(
-        Arc::new(baseline()),
+        Arc::new(baseline().into()),
         &startup(&[("options", "-c client_encoding=nonsense")]),
     )
     .unwrap_err();
@@ -265,7 +265,7 @@ fn startup_client_encoding_is_canonical_so_alignment_finds_nothing_to_do() {
 fn restore_covers_the_startup_settings_a_statement_reset() {
     use crate::session::sql_scan::SessionEffect;
     let p = ClientParams::new(
-        Arc::new(baseline()),
+        Arc::new(baseline().into()),
         &startup(&[
             ("options", "-c timezone=Asia/Tokyo -c work_mem=3MB"),
             ("statement_timeout", "it's"),
@@ -303,7 +303,7 @@ fn restore_covers_the_startup_settings_a_statement_reset() {
         "{all}"
     );
     assert!(all.ends_with("WHERE s.name IS NULL OR s.setting IS NOT DISTINCT FROM s.reset_val"));
-    let plain = ClientParams::new(Arc::new(baseline()), &startup(&[])).unwrap();
+    let plain = ClientParams::new(Arc::new(baseline().into()), &startup(&[])).unwrap();
     assert!(!plain.has_startup_settings());
     assert_eq!(plain.restore_sql(&[SessionEffect::ResetAll]), None);
 }

@@ -43,7 +43,7 @@ pub struct Held {
     pub ended_by_backend: bool,
     /// The last Bind was of `DEALLOCATE ALL` / `DISCARD ALL`: the undo of the statements it
     /// dropped, handed to the next Execute (which runs it and may fail).
-    pub reset_at_execute: Option<Undo>,
+    pub reset_at_execute: Option<Box<Undo>>,
     /// Outstanding requests whose reports are held back or folded (see `session::reports`);
     /// zero almost always, which keeps that path off every other ReadyForQuery.
     pub folding: u32,
@@ -104,7 +104,7 @@ impl Held {
         mut action: Action,
     ) -> Option<Action> {
         if tag == b'E' && self.reset_at_execute.is_some() {
-            action.undo = self.reset_at_execute.take();
+            action.undo = self.reset_at_execute.take().map(|undo| *undo);
         }
         if matches!(tag, b'c' | b'f') {
             self.copy_in = false;

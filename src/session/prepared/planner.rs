@@ -72,8 +72,9 @@ pub struct Planned {
     /// for the Execute that follows a Bind, call `ServerPrepared::invalidate` with it.
     pub statement: Option<StatementId>,
     /// Bind of `DEALLOCATE ALL` / `DISCARD ALL`: the undo of [`reset_statements`], to attach
-    /// to the Execute that follows (the statement runs, and can fail, there).
-    pub undo_at_execute: Option<Undo>,
+    /// to the Execute that follows (the statement runs, and can fail, there). Boxed: rare, and
+    /// every planned frame carries the field.
+    pub undo_at_execute: Option<Box<Undo>>,
 }
 
 impl Planned {
@@ -108,7 +109,8 @@ pub enum Undo {
     /// server: register, then prepare).
     Both(Box<Undo>, Box<Undo>),
     /// A client name was closed locally.
-    Close { name: Box<[u8]>, named: Named },
+    /// (`named` boxed: Undo rides in every queued request's action, and this variant is rare.)
+    Close { name: Box<[u8]>, named: Box<Named> },
     /// `DEALLOCATE ALL` / `DISCARD ALL` dropped these client names (see [`reset_statements`]);
     /// the server's copies stay marked as possibly gone, which is right whatever happened.
     Reset(Vec<(Box<[u8]>, Named)>),
@@ -130,7 +132,7 @@ impl Undo {
                 first.apply(client, server);
             }
             Undo::Close { name, named } => {
-                let _ = client.register(&name, named);
+                let _ = client.register(&name, *named);
             }
             Undo::Reset(names) => client.restore(names),
         }
@@ -231,7 +233,7 @@ fn plan_bind(frame: &[u8], mut ctx: PlanContext<'_>) -> Result<Planned, MsgError
         _ => named_resets,
     };
     if resets {
-        planned.undo_at_execute = Some(reset_statements(ctx.client, ctx.server));
+        planned.undo_at_execute = Some(Box::new(reset_statements(ctx.client, ctx.server)));
     }
     Ok(planned)
 }
@@ -291,7 +293,7 @@ fn plan_close(frame: &[u8], ctx: PlanContext<'_>) -> Result<Planned, MsgError> {
     // The server copy stays prepared for reuse by this or any other client.
     let undo = ctx.client.close(target.name).map(|named| Undo::Close {
         name: target.name.into(),
-        named,
+        named: Box::new(named),
     });
     Ok(Planned {
         plan: Plan::Synthesize(msg::close_complete()),

@@ -13,6 +13,7 @@ mod login;
 mod params;
 pub mod park;
 pub mod prepared;
+mod refusal;
 mod relay;
 mod reports;
 mod reset;

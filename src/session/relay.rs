@@ -18,11 +18,11 @@ use tokio::time::Sleep;
 use tracing::Instrument;
 
 use super::buffers::{read_client, reserve};
-use super::client_input::invalid_message_type;
 use super::expect::{Request, Route};
 use super::held::{is_frontend_tag, Action, Held};
 use super::params::ClientParams;
 use super::prepared::ClientStatements;
+use super::refusal::invalid_message_type;
 use super::reset::salvage;
 use super::signal::SessionSignal;
 use super::sql_scan::PinReason;

@@ -184,3 +184,32 @@ async fn a_backends_fatal_is_the_only_error_transaction_mode() {
 async fn a_backends_fatal_is_the_only_error_session_mode() {
     a_backends_fatal_is_the_only_error(PoolMode::Session).await;
 }
+
+/// A long statement followed by a message of an invalid type in one write: pgferry waits for
+/// the statement's replies before its FATAL (as PostgreSQL does), but shutdown's closing phase
+/// ends that wait: the client hears 57P01 and the proxy stops within its shutdown timeout.
+#[tokio::test]
+async fn shutdown_ends_the_wait_before_refusing_an_invalid_message() {
+    let mut config = proxy_config(pg());
+    config.auth.allow_md5 = true;
+    config.databases[0].pool_size = 1; // the pid below is the backend that will sleep
+    config.limits.shutdown_timeout = Duration::from_millis(300);
+    let handle = start_proxy(config).await;
+    let mut client = RawClient::login(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB).await;
+    let pid = backend_pid(&mut client).await;
+    let mut buf = BytesMut::new();
+    fe::query(&mut buf, "BEGIN");
+    client.send(&buf).await;
+    client.read_until_ready().await;
+    let mut buf = BytesMut::new();
+    fe::query(&mut buf, "SELECT pg_sleep(60)");
+    buf.extend_from_slice(b"z\0\0\0\x04");
+    client.send(&buf).await;
+    wait_until_sleeping(&pg().superuser_client().await, pid).await;
+    let started = Instant::now();
+    handle.shutdown().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(30), "shutdown took {took:?}");
+    let seen = messages_until_closed(&mut client).await;
+    assert_eq!(seen.last(), Some(&(b'E', "57P01".to_string())), "{seen:?}");
+}

@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::buffers::reserve;
-use super::relay::{fatal, Exit, Relay};
+use super::relay::{fatal, shutting_down, Exit, Relay};
 use crate::protocol::messages::{self, Severity};
 use crate::protocol::sqlstate;
 
@@ -47,7 +47,8 @@ impl Relay {
     /// sent ahead of it reach the client: PostgreSQL executes and answers those before it reads
     /// the bad type byte, and its FATAL error flushes any replies still buffered (an
     /// extended-protocol batch without Sync), which a Flush asks of the backend here. Stops
-    /// early if the backend waits for COPY data (none will come).
+    /// early if the backend waits for COPY data (none will come), and at shutdown's closing
+    /// phase (a long statement must not hold up the proxy's exit; the reset cancels it).
     async fn deliver_replies_before_refusal(&mut self) -> Result<(), Exit> {
         if let Some(held) = self
             .held
@@ -67,7 +68,16 @@ impl Relay {
             }
             let conn = held.conn();
             reserve(&mut conn.read_buf);
-            match conn.stream.read_buf(&mut conn.read_buf).await {
+            let read = tokio::select! {
+                read = conn.stream.read_buf(&mut conn.read_buf) => read,
+                changed = self.signals.changed() => {
+                    if changed.is_err() || self.signals.borrow_and_update().closing {
+                        return Err(shutting_down());
+                    }
+                    continue;
+                }
+            };
+            match read {
                 Ok(0) => return Err(self.backend_lost("the backend closed the connection")),
                 Ok(_) => self.on_server_data().await?,
                 Err(e) => return Err(self.backend_lost(&e.to_string())),

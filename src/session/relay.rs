@@ -583,7 +583,7 @@ fn idle_timeout() -> Exit {
     )
 }
 
-fn shutting_down() -> Exit {
+pub(super) fn shutting_down() -> Exit {
     fatal(sqlstate::ADMIN_SHUTDOWN, "pgferry is shutting down")
 }
 

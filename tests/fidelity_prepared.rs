@@ -534,3 +534,21 @@ async fn sql_level_deallocate_of_a_protocol_level_name_behaves_as_in_postgres() 
         same_as_direct(mode, &steps, &next_client()).await;
     }
 }
+
+/// `DEALLOCATE name` of a protocol-level name is answered by pgferry only when it is the whole
+/// Query: in `SELECT …; DEALLOCATE s1` the SELECT must still run and return its row (before the
+/// fix pgferry answered `DEALLOCATE` alone and the SELECT never reached the backend). What the
+/// backend then says of `s1` (26000: it only knows `pgf_<n>`) is a documented limit.
+#[tokio::test]
+async fn deallocate_name_inside_a_longer_query_leaves_the_other_statements_running() {
+    for mode in both_modes() {
+        let handle = proxy(mode, 1).await;
+        let mut client = proxied(&handle).await;
+        exchange(&mut client, &prepare("s1", "SELECT 1 AS one"), 1).await;
+        let got = exchange(&mut client, &query("SELECT 42 AS answer; DEALLOCATE s1"), 1).await;
+        assert!(
+            got.iter().any(|m| m.contains("42")),
+            "{mode:?}: the SELECT ran: {got:?}"
+        );
+    }
+}

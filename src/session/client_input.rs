@@ -311,8 +311,12 @@ impl Relay {
             }]);
         }
         if let [SessionEffect::Deallocate { name }] = effects.as_slice() {
-            if let Some(reply) = self.deallocate_locally(name) {
-                return Step::Local(reply, Action::default());
+            // Only a Query of that one statement: any other statement in it must still run.
+            let text = query_text(&self.client_buf[range.clone()]);
+            if is_single_statement(text) {
+                if let Some(reply) = self.deallocate_locally(name) {
+                    return Step::Local(reply, Action::default());
+                }
             }
         }
         // Prepared statements are dropped as the Query is planned (see `reset_statements`).
@@ -395,13 +399,26 @@ fn resets_statements(effects: &[SessionEffect]) -> bool {
         .any(|e| matches!(e, SessionEffect::DeallocateAll | SessionEffect::DiscardAll))
 }
 
+/// The SQL of a Query frame (without its NUL).
+fn query_text(frame: &[u8]) -> &[u8] {
+    frame
+        .get(HEADER_LEN..frame.len().saturating_sub(1))
+        .unwrap_or_default()
+}
+
+/// True if `sql` holds no `;` but at most a trailing one: certainly a single statement. (A `;`
+/// inside a literal or comment makes this false, which only means the backend answers.)
+fn is_single_statement(sql: &[u8]) -> bool {
+    let sql = sql.trim_ascii_end();
+    let sql = sql.strip_suffix(b";").unwrap_or(sql);
+    !sql.contains(&b';')
+}
+
 /// Session effects of the SQL in a Query or Parse frame (empty, without allocating, for
 /// ordinary statements, other frames and malformed Parse frames, which PostgreSQL rejects).
 fn classify_sql(frame: &[u8], tag: u8) -> Vec<SessionEffect> {
     let text = match tag {
-        b'Q' => frame
-            .get(HEADER_LEN..frame.len().saturating_sub(1))
-            .unwrap_or_default(),
+        b'Q' => query_text(frame),
         b'P' => match parse_parse(frame) {
             Ok(parse) => parse.query,
             Err(_) => return Vec::new(),

@@ -223,8 +223,10 @@ fn on_frame(relay: &mut Relay, cursor: &Cursor, header: FrameHeader) -> Result<S
             }
         }
     }
-    if header.tag == b'E' && replacement.is_none() {
-        // The backend names pgferry's `pgf_<n>`; the client must see its own names.
+    let forwarded = held.ended_by_backend || held.queue.route_of_next(b'E') == Route::Forward;
+    if header.tag == b'E' && replacement.is_none() && forwarded {
+        // The backend names pgferry's `pgf_<n>`; the client must see its own names (only in
+        // errors it is shown: a rewrite is written to the client whatever the error's route).
         let frame = &held.checkout.conn.read_buf[cursor.pos..cursor.pos + header.total_len];
         replacement = crate::session::prepared::name_client_statements(frame, statements);
     }

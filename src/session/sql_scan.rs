@@ -328,21 +328,7 @@ fn deallocate(src: &[u8], mut toks: Lexer) -> Option<SessionEffect> {
     if toks.next().is_some() {
         return None;
     }
-    identifier(src, tok).map(|name| SessionEffect::Deallocate { name })
-}
-
-/// The name an identifier token denotes: unquoted → ASCII-lowercased, `"quoted"` → as written
-/// (with `""` unescaped); `None` for other tokens and names that are not UTF-8.
-fn identifier(src: &[u8], tok: Token) -> Option<String> {
-    let text = std::str::from_utf8(tok.text(src)).ok()?;
-    match tok.kind {
-        Kind::Word => Some(text.to_ascii_lowercase()),
-        Kind::QuotedIdent => {
-            let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-            Some(inner.replace("\"\"", "\""))
-        }
-        _ => None,
-    }
+    set::ident(src, tok).map(|name| SessionEffect::Deallocate { name })
 }
 
 /// `DO [LANGUAGE x] $tag$ body $tag$`: the body runs now, so it is scanned like top-level SQL.

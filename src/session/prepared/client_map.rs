@@ -87,11 +87,6 @@ impl ClientStatements {
         }
     }
 
-    /// Forgets every name: `DEALLOCATE ALL`, `DISCARD ALL`.
-    pub fn clear(&mut self) {
-        self.names.clear();
-    }
-
     /// Forgets every name and hands them over, so that they can be [`Self::restore`]d if the
     /// statement that dropped them fails.
     pub fn take_all(&mut self) -> Vec<(Box<[u8]>, Named)> {
@@ -184,7 +179,7 @@ mod tests {
             map.register(b"c", s.clone()),
             Err(RegisterError::TooMany { limit: 2 })
         );
-        map.clear();
+        map.take_all();
         assert!(map.is_empty());
         map.register(b"c", s).unwrap();
         assert_eq!(map.len(), 1);

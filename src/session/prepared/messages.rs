@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 use crate::protocol::frame::HEADER_LEN;
-use crate::protocol::messages::{error_response, Severity};
+use crate::protocol::messages::{error_response, ready_for_query, Severity};
 
 /// SQLSTATE PostgreSQL uses when a Parse reuses a live statement name.
 pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
@@ -245,8 +245,8 @@ pub fn build_close_statement(name: &[u8]) -> Result<Bytes, MsgError> {
 /// `DEALLOCATE name` of a protocol-level name, answered by pgferry.
 pub fn deallocate_complete(status: u8) -> Bytes {
     let mut buf = BytesMut::with_capacity(22);
-    buf.put_slice(b"C\0\0\0\x0fDEALLOCATE\0Z\0\0\0\x05");
-    buf.put_u8(status);
+    buf.put_slice(b"C\0\0\0\x0fDEALLOCATE\0");
+    ready_for_query(&mut buf, status);
     buf.freeze()
 }
 

@@ -114,7 +114,9 @@ fn dotted_name(src: &[u8], first: Token, toks: &mut Lexer) -> Option<String> {
     Some(name)
 }
 
-fn ident(src: &[u8], tok: Token) -> Option<String> {
+/// The name an identifier token denotes: unquoted → ASCII-lowercased, `"quoted"` → as written
+/// (with `""` unescaped); `None` for other tokens and names that are not UTF-8.
+pub(super) fn ident(src: &[u8], tok: Token) -> Option<String> {
     let text = std::str::from_utf8(tok.text(src)).ok()?;
     match tok.kind {
         Kind::Word => Some(text.to_ascii_lowercase()),

@@ -37,12 +37,15 @@ pub enum CheckoutError {
         waited: Duration,
     },
     #[error("{message}")]
-    Backend { sqlstate: String, message: String },
+    Backend {
+        sqlstate: &'static str,
+        message: String,
+    },
 }
 
 impl CheckoutError {
     /// The SQLSTATE the client receives.
-    pub fn sqlstate(&self) -> &str {
+    pub fn sqlstate(&self) -> &'static str {
         match self {
             CheckoutError::Exhausted { .. } => sqlstate::TOO_MANY_CONNECTIONS,
             CheckoutError::Backend { sqlstate, .. } => sqlstate,
@@ -148,17 +151,21 @@ impl BackendPool {
         self.served.swap(false, Ordering::Relaxed)
     }
 
-    /// Logs in to the backend as this pool does, within `timeout`, then closes the connection:
-    /// the health probe for a pool that served nobody lately. A TCP connect is not enough, as a
-    /// backend can accept connections and still refuse or never complete logins.
+    /// Logs in to the backend as this pool does, then closes the connection, all within
+    /// `timeout`: the health probe for a pool that served nobody lately. A TCP connect is not
+    /// enough, as a backend can accept connections and still refuse or never complete logins.
     pub async fn probe_login(&self, timeout: Duration) -> Result<(), ServerError> {
-        let login = tokio::time::timeout(timeout, ServerConn::connect(&self.target)).await;
-        let mut conn = login.map_err(|_| ServerError::Timeout {
-            addr: self.target.addr(),
-            after: timeout,
-        })??;
-        conn.terminate().await;
-        Ok(())
+        let login_and_leave = async {
+            let mut conn = ServerConn::connect(&self.target).await?;
+            conn.terminate().await;
+            Ok(())
+        };
+        tokio::time::timeout(timeout, login_and_leave)
+            .await
+            .map_err(|_| ServerError::Timeout {
+                addr: self.target.addr(),
+                after: timeout,
+            })?
     }
 
     async fn acquire(&self, started: Instant) -> Result<Checkout, CheckoutError> {
@@ -179,7 +186,7 @@ impl BackendPool {
             }
         }
         Err(CheckoutError::Backend {
-            sqlstate: sqlstate::CONNECTION_FAILURE.to_string(),
+            sqlstate: sqlstate::CONNECTION_FAILURE,
             message: format!(
                 "no usable connection to backend \"{}\" ({}:{})",
                 self.database, self.target.host, self.target.port
@@ -255,8 +262,11 @@ impl BackendPool {
     fn connect_failed(&self, error: &ServerError) -> ConnectFailure {
         tracing::warn!(database = %self.database, %error, "backend connection failed");
         self.metrics.server_connect_error();
+        // The same code at the first login and at every later checkout: the backend's own
+        // reason when it refused the login, a connection failure otherwise.
         ConnectFailure {
-            sqlstate: error.sqlstate().to_string(),
+            sqlstate: sqlstate::login_refusal(error.sqlstate())
+                .unwrap_or(sqlstate::CONNECTION_FAILURE),
             message: error.client_message(&self.database),
         }
     }

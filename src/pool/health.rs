@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::{BackendPool, PoolRegistry};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::protocol::sqlstate;
 
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -89,18 +90,32 @@ async fn probe_all(backends: &mut BTreeMap<String, Probed>, metrics: &Metrics, r
     ready.store(any_up, Ordering::Relaxed);
 }
 
-/// Up if a pool served a client since the last round, else if a login succeeds. A database
-/// without pools (no user has a backend login for it) can only be checked for reachability.
+/// Up if a pool served a client since the last round, else if a login succeeds. A server that
+/// refuses the probe only because it is full (53300) while the pool holds connections to it is
+/// up: pools sized to the server's whole budget would otherwise take every idle replica out of
+/// service. A database without pools (no user has a backend login for it) can only be checked
+/// for reachability.
 async fn probe(probed: &Probed) -> Result<(), String> {
-    if probed.pools.iter().any(|pool| pool.take_served()) {
+    // Every pool's flag is taken, so none carries a stale "served" into the next round.
+    let served = probed
+        .pools
+        .iter()
+        .fold(false, |served, pool| pool.take_served() | served);
+    if served {
         return Ok(());
     }
-    match probed.pools.first() {
-        Some(pool) => pool
-            .probe_login(PROBE_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string()),
-        None => tcp_probe(&probed.host, probed.port).await,
+    let Some(pool) = probed.pools.first() else {
+        return tcp_probe(&probed.host, probed.port).await;
+    };
+    match pool.probe_login(PROBE_TIMEOUT).await {
+        Ok(()) => Ok(()),
+        Err(error)
+            if error.sqlstate() == sqlstate::TOO_MANY_CONNECTIONS
+                && pool.state().connections > 0 =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(error.to_string()),
     }
 }
 

@@ -30,7 +30,8 @@ pub trait PoolConn: Send + 'static {
 /// A backend connect error, as every client waiting on the pool is told it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectFailure {
-    pub sqlstate: String,
+    /// The backend's own refusal code (see `sqlstate::login_refusal`), otherwise 08006.
+    pub sqlstate: &'static str,
     pub message: String,
 }
 

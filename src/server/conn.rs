@@ -113,8 +113,9 @@ impl ServerConn {
     /// Ends the session politely (Terminate, then close), so the backend logs no "unexpected
     /// EOF"; failures do not matter, the connection is gone either way.
     pub async fn terminate(&mut self) {
-        self.mark_dirty();
-        let _ = self.stream.write_all(&[b'X', 0, 0, 0, 4]).await;
+        let mut out = BytesMut::new();
+        frontend::terminate(&mut out);
+        let _ = self.stream.write_all(&out).await;
         let _ = self.stream.shutdown().await;
     }
 

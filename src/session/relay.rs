@@ -461,11 +461,7 @@ impl Relay {
         self.gauge.set(ClientState::Waiting);
         let checkout = self.pool.checkout().await;
         self.gauge.set(ClientState::Active);
-        let checkout = checkout.map_err(|e| {
-            let sqlstate =
-                sqlstate::login_refusal(e.sqlstate()).unwrap_or(sqlstate::CONNECTION_FAILURE);
-            fatal(sqlstate, &e.to_string())
-        })?;
+        let checkout = checkout.map_err(|e| fatal(e.sqlstate(), &e.to_string()))?;
         let mut held = Held::new(checkout);
         let conn = held.conn();
         self.cancel.attach(Arc::clone(&self.pool.target), conn.key);

@@ -194,7 +194,7 @@ fn a_connect_failure_reaches_every_waiter() {
     let _a = open(&slots, 1);
     let waits = [queued(&slots), queued(&slots)];
     let failure = ConnectFailure {
-        sqlstate: "08006".into(),
+        sqlstate: "08006",
         message: "down".into(),
     };
     slots.fail_waiters(&failure);

@@ -4,6 +4,7 @@
 //! in-process from a [`config::Config`] and returns a [`ProxyHandle`] (bound addresses,
 //! shutdown), so end-to-end tests exercise exactly the code the binary runs.
 
+pub mod admin;
 pub mod auth;
 pub mod cancel;
 pub mod client_tls;

@@ -119,6 +119,10 @@ impl Conv<'_> {
                 format: self.name_or("log.format", raw.log.format, base.log.format)?,
                 level: raw.log.level.unwrap_or(base.log.level),
             },
+            admin: AdminConfig {
+                users: raw.admin.users.unwrap_or_default(),
+                stats_users: raw.admin.stats_users.unwrap_or_default(),
+            },
             users: users.collect::<Result<_, _>>()?,
             databases: databases.collect::<Result<_, _>>()?,
         })

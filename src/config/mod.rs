@@ -25,7 +25,7 @@ pub use file::{MetricsListen, DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN};
 pub use names::UnknownName;
 pub use quick::QuickOptions;
 pub use units::{format_duration, parse_duration, parse_size};
-pub use validate::RESERVED_DATABASE;
+pub use validate::{RESERVED_DATABASE, RESERVED_DATABASE_ALIAS};
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
@@ -38,6 +38,7 @@ pub struct Config {
     pub log: LogConfig,
     pub pooling: PoolingConfig,
     pub runtime: RuntimeConfig,
+    pub admin: AdminConfig,
     pub users: Vec<UserConfig>,
     pub databases: Vec<DatabaseConfig>,
 }
@@ -50,6 +51,17 @@ pub struct Config {
 pub struct RuntimeConfig {
     /// Worker threads; 0 means one per CPU core.
     pub worker_threads: usize,
+}
+
+/// Who may use the admin console (the virtual databases `pgferry` and `pgbouncer`). Console
+/// users log in with their ordinary `[[users]]` credentials, so there is one way to
+/// authenticate; being named here is what grants the console.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Full control: every SHOW and the control commands (PAUSE, RELOAD, KILL, ...).
+    pub users: Vec<String>,
+    /// Read-only: SHOW commands only, for monitoring agents and exporters.
+    pub stats_users: Vec<String>,
 }
 
 /// What transaction mode does with statements whose effects outlive a transaction (session
@@ -306,6 +318,7 @@ impl Config {
             users: Vec::new(),
             pooling: PoolingConfig::default(),
             runtime: RuntimeConfig::default(),
+            admin: AdminConfig::default(),
             databases: Vec::new(),
         }
     }

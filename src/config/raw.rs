@@ -28,6 +28,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub runtime: RawRuntime,
     #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
     pub users: Vec<RawUser>,
     #[serde(default)]
     pub databases: Vec<RawDatabase>,
@@ -79,6 +81,13 @@ pub(super) struct RawAuth {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRuntime {
     pub worker_threads: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub users: Option<Vec<String>>,
+    pub stats_users: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -67,8 +67,11 @@ pub(crate) mod bounds {
 /// Longest accepted duration: keeps `Instant + timeout` arithmetic far from overflow.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
-/// The database name clients use to reach the (future) admin console.
+/// The database name clients use to reach the admin console.
 pub const RESERVED_DATABASE: &str = "pgferry";
+
+/// PgBouncer's name for its console, kept so its exporters and agents work unchanged.
+pub const RESERVED_DATABASE_ALIAS: &str = "pgbouncer";
 
 impl Config {
     /// Checks every rule the proxy relies on, including that referenced certificate, key and CA
@@ -91,6 +94,7 @@ impl Config {
             bounds::WORKER_THREADS,
         )?;
         c.users(&self.users)?;
+        c.admin(&self.admin, &self.users)?;
         c.databases(&self.databases)?;
         c.backend_logins(self)
     }
@@ -249,6 +253,23 @@ impl Check<'_> {
         Ok(())
     }
 
+    /// Every console user must be a configured user: the console has no passwords of its own.
+    fn admin(&self, admin: &AdminConfig, users: &[UserConfig]) -> Result<(), ConfigError> {
+        let lists = [
+            ("admin.users", &admin.users),
+            ("admin.stats_users", &admin.stats_users),
+        ];
+        for (key, names) in lists {
+            for name in names.iter() {
+                if !users.iter().any(|u| &u.name == name) {
+                    let reason = format!("user {name:?} is not a configured [[users]] entry");
+                    return self.fail(key, reason);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn databases(&self, dbs: &[DatabaseConfig]) -> Result<(), ConfigError> {
         if dbs.is_empty() {
             return self.fail("databases", "at least one [[databases]] entry is required");
@@ -270,10 +291,10 @@ impl Check<'_> {
     fn database(&self, i: usize, db: &DatabaseConfig) -> Result<(), ConfigError> {
         let k = |field: &str| format!("databases[{i}].{field}");
         self.non_empty(&k("name"), &db.name)?;
-        if db.name == RESERVED_DATABASE {
+        if db.name == RESERVED_DATABASE || db.name == RESERVED_DATABASE_ALIAS {
             return self.fail(
                 k("name"),
-                format!("{RESERVED_DATABASE:?} is reserved for the admin console"),
+                format!("{:?} is reserved for the admin console", db.name),
             );
         }
         self.non_empty(&k("host"), &db.host)?;

@@ -44,6 +44,10 @@ pub mod sqlstate {
     pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
     /// Invalid parameter value: a startup parameter PostgreSQL would refuse.
     pub const INVALID_PARAMETER_VALUE: &str = "22023";
+    /// Syntax error: an admin console statement that is not a console command.
+    pub const SYNTAX_ERROR: &str = "42601";
+    /// Insufficient privilege: a stats-only console user running a control command.
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 
     /// The codes a PostgreSQL server sends when it refuses a login (ProcessStartupPacket,
     /// InitPostgres, authentication), sorted for binary search.

@@ -60,7 +60,8 @@ pub async fn authenticate<'a>(
     startup: &StartupParams,
     ctx: &'a SessionContext,
 ) -> Result<&'a UserAuth, LoginError> {
-    if !ctx.pools.has_database(&startup.database) {
+    let console = crate::admin::is_console_database(&startup.database);
+    if !console && !ctx.pools.has_database(&startup.database) {
         let message = format!("database \"{}\" does not exist", startup.database);
         return Err(LoginError::refused(
             sqlstate::INVALID_CATALOG_NAME,

@@ -32,6 +32,7 @@ use tracing::Instrument;
 pub use expect::{ExpectQueue, Route};
 pub use params::{parse_options, ClientParams};
 
+use crate::admin;
 use crate::auth::UserStore;
 use crate::cancel::CancelRegistry;
 use crate::config::{ClientTlsMode, Config};
@@ -115,13 +116,21 @@ pub async fn run_client(
     // and login's state for its whole life.
     let login_timeout = ctx.config.limits.login_timeout;
     let login = tokio::time::timeout(login_timeout, open_session(tcp, &ctx));
-    let (stream, startup, pool, early) = match Box::pin(login.instrument(span.clone())).await {
+    let (stream, startup, destination, early) = match Box::pin(login.instrument(span.clone())).await
+    {
         Ok(Some(logged_in)) => logged_in,
         Ok(None) => return,
         Err(_) => {
             ctx.metrics.client_rejected(RejectReason::LoginTimeout);
             span.in_scope(|| tracing::info!(%peer, "login timeout"));
             return;
+        }
+    };
+    let pool = match destination {
+        Destination::Pool(pool) => pool,
+        Destination::Console(access) => {
+            let console = admin::serve(stream, startup, access, &ctx, admission, early);
+            return Box::pin(console).await;
         }
     };
     // Nothing but the box lives across the long await, so the task stays small; the span
@@ -134,10 +143,16 @@ pub async fn run_client(
     session.await;
 }
 
-/// A client that passed authentication, with the pool it is routed to and whatever it sent
+/// A client that passed authentication, with where it is routed to and whatever it sent
 /// behind its last login message that the login read (normally nothing: see
 /// [`login::authenticate`]).
-type LoggedIn = (ClientStream, StartupParams, Arc<BackendPool>, BytesMut);
+type LoggedIn = (ClientStream, StartupParams, Destination, BytesMut);
+
+/// Where an authenticated client goes: a pool, or the admin console (no backend at all).
+enum Destination {
+    Pool(Arc<BackendPool>),
+    Console(admin::Access),
+}
 
 async fn open_session(tcp: TcpStream, ctx: &Arc<SessionContext>) -> Option<LoggedIn> {
     match handshake::open(tcp, ctx).await {
@@ -164,8 +179,8 @@ async fn log_in(
         messages::negotiate_protocol_version(&mut out, startup.protocol_options.clone());
         stream.write_all(&out).await.ok()?;
     }
-    let pool = match authenticate_and_route(&mut stream, &mut inbox, &startup, ctx).await {
-        Ok(pool) => pool,
+    let destination = match authenticate_and_route(&mut stream, &mut inbox, &startup, ctx).await {
+        Ok(destination) => destination,
         Err(LoginError::Gone) => return None,
         Err(LoginError::Refused {
             sqlstate,
@@ -184,7 +199,7 @@ async fn log_in(
     } else {
         early
     };
-    Some((stream, startup, pool, early))
+    Some((stream, startup, destination, early))
 }
 
 async fn authenticate_and_route(
@@ -192,15 +207,36 @@ async fn authenticate_and_route(
     inbox: &mut Inbox,
     startup: &StartupParams,
     ctx: &SessionContext,
-) -> Result<Arc<BackendPool>, LoginError> {
+) -> Result<Destination, LoginError> {
     login::authenticate(stream, inbox, startup, ctx).await?;
+    if admin::is_console_database(&startup.database) {
+        return console_access(startup, ctx).map(Destination::Console);
+    }
     ctx.pools
         .route(&startup.database, &startup.user)
+        .map(Destination::Pool)
         .map_err(|e| LoginError::Refused {
             sqlstate: crate::protocol::sqlstate::INVALID_AUTHORIZATION,
             message: e.to_string(),
             metric: LoginResult::Error,
         })
+}
+
+/// The console rights of an authenticated user; users in neither list are refused after
+/// authentication (so the lists cannot be probed without a password), naming the keys to set.
+fn console_access(
+    startup: &StartupParams,
+    ctx: &SessionContext,
+) -> Result<admin::Access, LoginError> {
+    admin::access_for(&ctx.config.admin, &startup.user).ok_or_else(|| LoginError::Refused {
+        sqlstate: crate::protocol::sqlstate::INVALID_AUTHORIZATION,
+        message: format!(
+            "user \"{}\" is not allowed to use the admin console: list it in admin.users \
+             or admin.stats_users in the configuration",
+            startup.user
+        ),
+        metric: LoginResult::AuthFailed,
+    })
 }
 
 /// Sends AuthenticationOk, the parameter burst, BackendKeyData and ReadyForQuery.

@@ -1,5 +1,6 @@
 //! Tests of loading, validation, quick mode and the CLI, sharing a small temp-dir helper.
 
+mod admin;
 mod cli;
 mod example;
 mod file;

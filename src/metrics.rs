@@ -164,6 +164,7 @@ pub(crate) mod def {
     pub const SERVERS: Def = ("pgferry_server_connections", "Open server connections by state");
     pub const WAITING: Def = ("pgferry_pool_waiting_clients", "Clients queued for a server");
     pub const PINNED: Def = ("pgferry_pool_pinned_connections", "Server connections held pinned");
+    pub const PAUSED: Def = ("pgferry_paused", "1 while PAUSE or KILL holds the database's new work");
 }
 use def::*;
 

@@ -40,6 +40,8 @@ pub struct PoolState {
     pub waiting: u32,
     /// Server connections held by pinned (session-mode) clients.
     pub pinned: u32,
+    /// PAUSE or KILL holds the pool's new checkouts (admin console).
+    pub paused: bool,
 }
 
 /// Something that can list pool states when Prometheus scrapes (the pool registry).
@@ -164,6 +166,8 @@ pub(super) struct PoolGauges {
     servers: IntGaugeVec,
     waiting: IntGaugeVec,
     pinned: IntGaugeVec,
+    /// Per database: 1 when any of its pools is held.
+    paused: IntGaugeVec,
 }
 
 impl PoolGauges {
@@ -173,13 +177,20 @@ impl PoolGauges {
             servers: gauge_vec(r, SERVERS, &["database", "user", "state"]),
             waiting: gauge_vec(r, WAITING, POOL),
             pinned: gauge_vec(r, PINNED, POOL),
+            paused: gauge_vec(r, PAUSED, &["database"]),
         }
     }
 
     /// Replaces every pool series with the source's current view (nothing if the source is
     /// gone), so pools that disappeared leave no stale series.
     pub(super) fn refresh(&self, source: Option<Arc<dyn PoolStateSource>>) {
-        for vec in [&self.max, &self.servers, &self.waiting, &self.pinned] {
+        for vec in [
+            &self.max,
+            &self.servers,
+            &self.waiting,
+            &self.pinned,
+            &self.paused,
+        ] {
             vec.reset();
         }
         for p in source.map(|s| s.pool_states()).unwrap_or_default() {
@@ -194,6 +205,8 @@ impl PoolGauges {
             self.pinned
                 .with_label_values(&[db, user])
                 .set(p.pinned.into());
+            let paused = self.paused.with_label_values(&[db]);
+            paused.set(paused.get().max(i64::from(p.paused)));
             self.servers
                 .with_label_values(&[db, user, "idle"])
                 .set(p.idle.into());
@@ -233,6 +246,7 @@ mod tests {
             idle,
             waiting: 3,
             pinned: 1,
+            paused: false,
         }
     }
 

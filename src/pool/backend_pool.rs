@@ -17,6 +17,8 @@ use tokio::io::AsyncRead;
 use tokio::sync::Notify;
 
 use super::baseline::Baseline;
+use super::gate::{Gate, GateError};
+use super::generation::{must_close, Generations};
 use super::slots::{ConnectFailure, Grant, Lent, PoolConn, Slot, Slots, Take};
 use crate::config::{DatabaseConfig, Limits, PoolMode};
 use crate::metrics::{PoolMetrics, PoolState};
@@ -41,6 +43,12 @@ pub enum CheckoutError {
         sqlstate: &'static str,
         message: String,
     },
+    /// PAUSE (or KILL) held the database for the client's whole `query_wait_timeout`.
+    #[error("database \"{database}\" is paused by an administrator (pgferry PAUSE) and stayed paused for the whole query_wait_timeout ({} s)", .waited.as_secs_f64())]
+    Paused { database: String, waited: Duration },
+    /// KILL dropped the clients waiting for a connection.
+    #[error("terminating connection: database \"{database}\" was killed by an administrator (pgferry KILL)")]
+    Killed { database: String },
 }
 
 impl CheckoutError {
@@ -49,6 +57,8 @@ impl CheckoutError {
         match self {
             CheckoutError::Exhausted { .. } => sqlstate::TOO_MANY_CONNECTIONS,
             CheckoutError::Backend { sqlstate, .. } => sqlstate,
+            CheckoutError::Paused { .. } => sqlstate::CANNOT_CONNECT_NOW,
+            CheckoutError::Killed { .. } => sqlstate::ADMIN_SHUTDOWN,
         }
     }
 }
@@ -69,8 +79,9 @@ pub type Checkout = Lent<Box<ServerConn>>;
 /// Connections are boxed: the pool moves them in and out of its idle list and through the
 /// hand-off channel, and moving a pointer is cheaper than moving the ~300-byte `ServerConn`.
 impl PoolConn for Box<ServerConn> {
+    /// A connection a RECONNECT marked is not reused: the pool closes it on give-back.
     fn is_clean(&self) -> bool {
-        ServerConn::is_clean(self)
+        ServerConn::is_clean(self) && !must_close(&self.close_needed)
     }
     fn created(&self) -> Instant {
         self.created
@@ -91,7 +102,7 @@ pub struct BackendPool {
     query_wait_timeout: Duration,
     idle_timeout: Option<Duration>,
     min_idle: u32,
-    slots: Arc<Slots<Box<ServerConn>>>,
+    pub(super) slots: Arc<Slots<Box<ServerConn>>>,
     baseline: RwLock<Option<Arc<Baseline>>>,
     /// Sessions pinned to a backend of this pool (for `pgferry_pool_pinned_connections`).
     pinned: AtomicI64,
@@ -101,6 +112,10 @@ pub struct BackendPool {
     connecting: AtomicU32,
     /// Set when a checkout succeeds; the health probe takes it instead of logging in itself.
     served: AtomicBool,
+    /// PAUSE / KILL hold new checkouts here (see [`super::control`]).
+    pub(super) gate: Gate,
+    /// RECONNECT marks the connections opened so far to close when released.
+    pub(super) generations: Generations,
 }
 
 impl BackendPool {
@@ -129,14 +144,29 @@ impl BackendPool {
             expiry_started: AtomicBool::new(false),
             connecting: AtomicU32::new(0),
             served: AtomicBool::new(false),
+            gate: Gate::default(),
+            generations: Generations::default(),
         }
     }
 
     /// Borrows a connection: an idle one (checked first), else a new one if the pool has room,
     /// else the next one returned, waiting in FIFO order at most `query_wait_timeout`.
+    /// While PAUSE or KILL holds the pool, the client first waits at the gate (the same
+    /// `query_wait_timeout` bounds both waits together).
     pub async fn checkout(&self) -> Result<Checkout, CheckoutError> {
         let started = Instant::now();
-        let checkout = self.acquire(started).await?;
+        let checkout = loop {
+            if self.gate.is_held() {
+                self.pass_gate(started).await?;
+            }
+            let checkout = self.acquire(started).await?;
+            if !self.gate.is_held() {
+                break checkout;
+            }
+            // Held while this client was served: PAUSE counts the connection as in use
+            // until it is back, so hand it back unused and wait like the others.
+            checkout.give_back();
+        };
         self.metrics.observe_checkout_wait(started.elapsed());
         // Read first: the flag is written once per health-probe round, not per checkout.
         if !self.served.load(Ordering::Relaxed) {
@@ -166,6 +196,16 @@ impl BackendPool {
                 addr: self.target.addr(),
                 after: timeout,
             })?
+    }
+
+    async fn pass_gate(&self, started: Instant) -> Result<(), CheckoutError> {
+        let waited = self.query_wait_timeout;
+        let database = self.database.clone();
+        match self.gate.pass(started + waited).await {
+            Ok(()) => Ok(()),
+            Err(GateError::Expired) => Err(CheckoutError::Paused { database, waited }),
+            Err(GateError::Killed) => Err(CheckoutError::Killed { database }),
+        }
     }
 
     async fn acquire(&self, started: Instant) -> Result<Checkout, CheckoutError> {
@@ -229,6 +269,9 @@ impl BackendPool {
         if self.slots.outlived(conn.created, now) {
             return Some("lifetime");
         }
+        if must_close(&conn.close_needed) {
+            return Some("reconnect");
+        }
         if is_stale(conn).await {
             return Some("stale");
         }
@@ -243,10 +286,12 @@ impl BackendPool {
     /// then the place is freed.
     async fn open(&self, slot: Slot<Box<ServerConn>>) -> Result<Checkout, ConnectFailure> {
         let connecting = Connecting::count(&self.connecting);
+        let generation = self.generations.current();
         let connected = ServerConn::connect(&self.target).await;
         drop(connecting);
         match connected {
-            Ok(conn) => {
+            Ok(mut conn) => {
+                conn.close_needed = Some(generation);
                 self.remember_baseline(&conn);
                 Ok(slot.fill(Box::new(conn)))
             }
@@ -333,8 +378,9 @@ impl BackendPool {
             connections: occupancy.open,
             connecting: self.connecting.load(Ordering::Relaxed),
             idle: occupancy.idle,
-            waiting: occupancy.waiting,
+            waiting: occupancy.waiting + self.gate.waiting(),
             pinned: u32::try_from(self.pinned.load(Ordering::Relaxed)).unwrap_or(0),
+            paused: self.gate.is_held(),
         }
     }
 }

@@ -7,6 +7,9 @@
 
 mod backend_pool;
 mod baseline;
+mod control;
+mod gate;
+mod generation;
 mod health;
 mod slots;
 
@@ -15,6 +18,7 @@ use std::sync::Arc;
 
 pub use backend_pool::{BackendPool, Checkout, CheckoutError, HEALTH_CHECK_AFTER_IDLE};
 pub use baseline::Baseline;
+pub use gate::Hold;
 pub use health::spawn_health_checker;
 
 use crate::config::{Config, DatabaseConfig, PoolMode};

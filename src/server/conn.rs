@@ -1,6 +1,7 @@
 //! One authenticated backend connection, and cancel requests to its backend.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -47,6 +48,9 @@ pub struct ServerConn {
     pub created: Instant,
     /// When the connection last became idle; health checks are skipped for recently used ones.
     pub last_used: Instant,
+    /// The close-needed flag of the pool generation it was opened in (set by its pool): once
+    /// true (RECONNECT, or a reload that changed the target), it closes when next released.
+    pub close_needed: Option<Arc<AtomicBool>>,
     clean: bool,
 }
 
@@ -68,6 +72,7 @@ impl ServerConn {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 created: now,
                 last_used: now,
+                close_needed: None,
                 clean: true,
             })
         })

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
@@ -26,17 +26,33 @@ type BackendRef = (Arc<BackendTarget>, BackendKey);
 
 struct Entry {
     secret_key: i32,
+    /// The database a pool client logged in to; `None` for admin console sessions.
+    database: Option<Box<str>>,
     backend: Option<BackendRef>,
     /// Cancel requests for this client still on their way to the backend (shared with the
     /// session's slot).
     in_flight: Arc<InFlightCount>,
 }
 
-/// Cancel requests of one client on their way to its backend, and a wake-up when none is.
+/// Cancel requests of one client on their way to its backend, and a wake-up when none is;
+/// also the client's kill order (KILL, KILL_CLIENT), shared the same way between the registry
+/// and the session.
 #[derive(Default)]
 struct InFlightCount {
     count: AtomicUsize,
     settled: Notify,
+    /// Why an administrator ended this session; the session acts on it when the session
+    /// signals change (see `SessionSignal::kills`).
+    killed: OnceLock<String>,
+}
+
+/// Why a KILL_CLIENT found no client to kill.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KillClientError {
+    #[error("no such client: {0}")]
+    NoSuchClient(i32),
+    #[error("client {0} is an admin console session; KILL_CLIENT ends pool clients only")]
+    ConsoleSession(i32),
 }
 
 /// Counts one cancel request as in flight for as long as it lives.
@@ -70,8 +86,17 @@ impl CancelRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Issues a fresh key for a new client session; dropping the slot retires the key.
+    /// Issues a fresh key for an admin console session; dropping the slot retires the key.
     pub fn register(self: &Arc<Self>) -> CancelSlot {
+        self.register_in(None)
+    }
+
+    /// Issues a fresh key for a client of `database` (found again by KILL `database`).
+    pub fn register_client(self: &Arc<Self>, database: &str) -> CancelSlot {
+        self.register_in(Some(database.into()))
+    }
+
+    fn register_in(self: &Arc<Self>, database: Option<Box<str>>) -> CancelSlot {
         let secret_key = rand::random::<i32>();
         let mut entries = self.entries();
         let process_id = loop {
@@ -88,6 +113,7 @@ impl CancelRegistry {
             process_id,
             Entry {
                 secret_key,
+                database,
                 backend: None,
                 in_flight: Arc::clone(&in_flight),
             },
@@ -151,6 +177,34 @@ impl CancelRegistry {
         }
     }
 
+    /// Orders the pool client with this id (its BackendKeyData process id) to end with
+    /// `message`; the caller then wakes the sessions (see `SessionSignal::kills`).
+    pub fn kill_client(&self, process_id: i32, message: &str) -> Result<(), KillClientError> {
+        let entries = self.entries();
+        let entry = entries
+            .get(&process_id)
+            .ok_or(KillClientError::NoSuchClient(process_id))?;
+        if entry.database.is_none() {
+            return Err(KillClientError::ConsoleSession(process_id));
+        }
+        let _ = entry.in_flight.killed.set(message.to_string());
+        Ok(())
+    }
+
+    /// Orders every client of `database` to end with `message`; returns how many.
+    pub fn kill_database(&self, database: &str, message: &str) -> usize {
+        let entries = self.entries();
+        let doomed = entries
+            .values()
+            .filter(|e| e.database.as_deref() == Some(database));
+        let mut count = 0;
+        for entry in doomed {
+            let _ = entry.in_flight.killed.set(message.to_string());
+            count += 1;
+        }
+        count
+    }
+
     /// Number of registered sessions (for tests and introspection).
     pub fn len(&self) -> usize {
         self.entries().len()
@@ -203,6 +257,11 @@ impl CancelSlot {
         if self.in_flight.count.load(Ordering::Acquire) > 0 {
             settled.await;
         }
+    }
+
+    /// Why an administrator ended this session (KILL, KILL_CLIENT), if one did.
+    pub fn killed(&self) -> Option<&str> {
+        self.in_flight.killed.get().map(String::as_str)
     }
 
     /// The client no longer holds a backend: cancels have nothing to cancel.
@@ -272,5 +331,31 @@ mod tests {
         assert_eq!(registry.len(), 1, "a dropped session's key is retired");
         drop(other);
         assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn kills_reach_the_named_client_or_every_client_of_a_database() {
+        let registry = CancelRegistry::new();
+        let a = registry.register_client("a");
+        let a2 = registry.register_client("a");
+        let b = registry.register_client("b");
+        let console = registry.register();
+        assert_eq!(registry.kill_database("a", "bye"), 2);
+        assert_eq!(
+            (a.killed(), a2.killed(), b.killed()),
+            (Some("bye"), Some("bye"), None)
+        );
+        assert_eq!(registry.kill_client(b.key().process_id, "you"), Ok(()));
+        assert_eq!(b.killed(), Some("you"));
+        let id = console.key().process_id;
+        assert_eq!(
+            registry.kill_client(id, "x"),
+            Err(KillClientError::ConsoleSession(id))
+        );
+        assert_eq!(console.killed(), None);
+        assert_eq!(
+            registry.kill_client(-5, "x"),
+            Err(KillClientError::NoSuchClient(-5))
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cancel;
 pub mod client_tls;
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod metrics;
 pub mod pool;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use pgferry::config::cli::{Cli, Command};
 use pgferry::config::{Config, LogFormat};
+use pgferry::control::ShutdownMode;
 use pgferry::Proxy;
 
 fn main() -> ExitCode {
@@ -80,9 +81,12 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    handle.shutdown().await;
+    let mode = tokio::select! {
+        () = wait_for_signal() => ShutdownMode::Immediate,
+        mode = handle.shutdown_requested() => mode,
+    };
+    tracing::info!(?mode, "shutting down");
+    handle.shutdown_as(mode).await;
     ExitCode::SUCCESS
 }
 

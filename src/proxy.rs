@@ -10,6 +10,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::auth::UserStore;
 use crate::cancel::CancelRegistry;
 use crate::config::{ClientTlsMode, Config};
+use crate::control::ShutdownMode;
 use crate::metrics::{Metrics, PoolStateSource};
 use crate::pool::{spawn_health_checker, PoolRegistry};
 use crate::session::park::{self, LotPoll, ParkingLot};
@@ -36,6 +37,8 @@ pub struct ProxyHandle {
     client_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
+    /// Stops the accept loop alone (SHUTDOWN WAIT_FOR_CLIENTS keeps metrics and health up).
+    stop_accepting: watch::Sender<bool>,
     signals: SignalSender,
     sessions: Arc<Semaphore>,
     max_clients: u32,
@@ -54,7 +57,8 @@ impl Proxy {
         let metrics = Metrics::new();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (signals_tx, signals_rx) = watch::channel(SessionSignal::default());
-        let (ctx, lot_poll) = build_context(&config, &metrics, signals_rx)?;
+        let controls = crate::control::Controls::new(signals_tx.clone());
+        let (ctx, lot_poll) = build_context(&config, &metrics, signals_rx, controls)?;
         let ctx = Arc::new(ctx);
         if let Some(poll) = lot_poll {
             tokio::spawn(park::serve(Arc::clone(&ctx), poll));
@@ -91,17 +95,19 @@ impl Proxy {
         };
         let max_clients = u32::try_from(config.limits.max_client_connections).unwrap_or(u32::MAX);
         let sessions = Arc::new(Semaphore::new(max_clients as usize));
+        let (stop_accepting, accepting_rx) = watch::channel(false);
         tokio::spawn(accept_loop(
             listener,
             Arc::clone(&ctx),
             Arc::clone(&sessions),
-            shutdown_rx,
+            accepting_rx,
         ));
         tracing::info!(%client_addr, ?metrics_addr, "pgferry listening");
         Ok(ProxyHandle {
             client_addr,
             metrics_addr,
             shutdown: shutdown_tx,
+            stop_accepting,
             signals: signals_tx,
             sessions,
             max_clients,
@@ -114,6 +120,7 @@ fn build_context(
     config: &Arc<Config>,
     metrics: &Arc<Metrics>,
     signals: watch::Receiver<SessionSignal>,
+    control: crate::control::Controls,
 ) -> Result<(SessionContext, Option<LotPoll>), StartError> {
     let invalid = |e: &dyn std::fmt::Display| StartError::Invalid(e.to_string());
     let users = UserStore::from_config(&config.users).map_err(|e| invalid(&e))?;
@@ -144,6 +151,7 @@ fn build_context(
         ),
         signals,
         parking,
+        control,
     };
     Ok((ctx, lot_poll))
 }
@@ -220,9 +228,51 @@ impl ProxyHandle {
         &self.ctx.metrics
     }
 
+    /// The shared session context: the admin control calls ([`crate::control`]) take it,
+    /// and tests use it to drive them without the console.
+    pub fn context(&self) -> &Arc<SessionContext> {
+        &self.ctx
+    }
+
+    /// Resolves with the first SHUTDOWN requested on the admin console; the binary awaits it
+    /// next to SIGTERM and then calls [`ProxyHandle::shutdown_as`].
+    pub async fn shutdown_requested(&self) -> ShutdownMode {
+        self.ctx.control.shutdown_requested().await
+    }
+
+    /// Shuts down as SHUTDOWN `mode` asks. `Immediate` is [`ProxyHandle::shutdown`] (as on
+    /// SIGTERM). `WaitForClients` first stops accepting and waits, without a bound, until
+    /// every client has disconnected. `WaitForServers` first stops accepting, pauses every
+    /// pool and waits until no server connection is borrowed, then resumes the held clients
+    /// into the ordinary graceful shutdown.
+    pub async fn shutdown_as(self, mode: ShutdownMode) {
+        match mode {
+            ShutdownMode::Immediate => {}
+            ShutdownMode::WaitForClients => {
+                let _ = self.stop_accepting.send(true);
+                tracing::info!("SHUTDOWN WAIT_FOR_CLIENTS: waiting for every client to leave");
+                drop(self.sessions.acquire_many(self.max_clients).await);
+            }
+            ShutdownMode::WaitForServers => {
+                let _ = self.stop_accepting.send(true);
+                tracing::info!("SHUTDOWN WAIT_FOR_SERVERS: waiting for server connections");
+                let pools: Vec<_> = self.ctx.pools.pools().cloned().collect();
+                for pool in &pools {
+                    pool.pause();
+                }
+                crate::control::servers_released(&self.ctx).await;
+                for pool in &pools {
+                    pool.resume();
+                }
+            }
+        }
+        self.shutdown().await;
+    }
+
     /// Stops accepting, tells idle clients the proxy is going away, lets sessions inside a
     /// transaction finish it (bounded by `shutdown_timeout`).
     pub async fn shutdown(self) {
+        let _ = self.stop_accepting.send(true);
         let _ = self.shutdown.send(true);
         self.signals.send_modify(|signal| signal.draining = true);
         let limit = self.ctx.config.limits.shutdown_timeout;

@@ -12,28 +12,82 @@
 //!   severity ERROR; never ReadyForQuery. The console flushes `out` after `run` returns, so a
 //!   command that waits (PAUSE, WAIT_CLOSE) simply awaits before returning.
 //!
-//! This first version answers every control command with 0A000 "not available yet".
+//! The mechanics live in [`crate::control`]; this file only maps commands to them and
+//! results to the console's answers.
 
 use std::sync::Arc;
 
 use bytes::BytesMut;
 
 use super::command::Command;
+use super::result::command_complete;
+use crate::control::{self, ControlError};
 use crate::protocol::messages::{self, Severity};
 use crate::protocol::sqlstate;
 use crate::session::SessionContext;
 
+/// Why the console refuses a command this build does not run here.
+#[derive(Debug, thiserror::Error)]
+enum Unsupported {
+    #[error("RELOAD is not available in this pgferry build yet; send SIGHUP to the process")]
+    Reload,
+    #[error(
+        "{0} is not supported by pgferry (PgBouncer's online restart and per-database \
+         DISABLE have no pgferry equivalent)"
+    )]
+    Command(&'static str),
+    #[error("SHOW is not a control command")]
+    Show,
+}
+
 /// Runs one control command and writes its answer to `out` (see the module documentation).
 pub async fn run(command: Command, ctx: &Arc<SessionContext>, out: &mut BytesMut) {
-    let message = format!(
-        "{} is not available yet in this pgferry build",
-        command.name()
-    );
-    ctx.metrics.count_error(sqlstate::FEATURE_NOT_SUPPORTED);
-    messages::error_response(
-        out,
-        Severity::Error,
-        sqlstate::FEATURE_NOT_SUPPORTED,
-        &message,
-    );
+    let tag = command.name();
+    let outcome = match command {
+        Command::Pause(db) => control::pause(ctx, db.as_deref())
+            .await
+            .map_err(Refusal::from),
+        Command::Resume(db) => control::resume(ctx, db.as_deref()).map_err(Refusal::from),
+        Command::Reconnect(db) => control::reconnect(ctx, db.as_deref()).map_err(Refusal::from),
+        Command::Kill(db) => control::kill(ctx, db.as_deref()).map_err(Refusal::from),
+        Command::KillClient(id) => control::kill_client(ctx, id).map_err(Refusal::from),
+        Command::WaitClose(db) => control::wait_close(ctx, db.as_deref())
+            .await
+            .map_err(Refusal::from),
+        Command::Shutdown(mode) => {
+            control::request_shutdown(ctx, mode);
+            Ok(())
+        }
+        Command::Reload => Err(Refusal::Unsupported(Unsupported::Reload)),
+        Command::Suspend | Command::Enable(_) | Command::Disable(_) => {
+            Err(Refusal::Unsupported(Unsupported::Command(tag)))
+        }
+        Command::Show(_) => Err(Refusal::Unsupported(Unsupported::Show)),
+    };
+    match outcome {
+        Ok(()) => command_complete(out, tag),
+        Err(refusal) => {
+            let code = refusal.sqlstate();
+            ctx.metrics.count_error(code);
+            messages::error_response(out, Severity::Error, code, &refusal.to_string());
+        }
+    }
+}
+
+/// A command the console answers with an ErrorResponse.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Unsupported(Unsupported),
+}
+
+impl Refusal {
+    fn sqlstate(&self) -> &'static str {
+        match self {
+            Refusal::Control(error) => error.sqlstate(),
+            Refusal::Unsupported(_) => sqlstate::FEATURE_NOT_SUPPORTED,
+        }
+    }
 }

@@ -41,10 +41,7 @@ impl BackendPool {
         self.generations.bump();
         // Every idle connection counts as idled out: the gap to the bump is lock-protected,
         // and a connection given back after it is closed by its flag.
-        for _ in self
-            .slots
-            .reap(Instant::now(), Some(Duration::ZERO), 0)
-        {
+        for _ in self.slots.reap(Instant::now(), Some(Duration::ZERO), 0) {
             self.metrics.discarded("reconnect");
         }
     }

@@ -186,6 +186,10 @@ mod tests {
         gate.kill_waiters();
         assert_eq!(waiting.await.ok(), Some(Err(GateError::Killed)));
         assert_eq!(gate.close(Hold::Paused), Some(Hold::Killed));
-        assert_eq!(gate.hold(), Some(Hold::Killed), "PAUSE does not soften a KILL");
+        assert_eq!(
+            gate.hold(),
+            Some(Hold::Killed),
+            "PAUSE does not soften a KILL"
+        );
     }
 }

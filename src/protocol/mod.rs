@@ -32,6 +32,10 @@ pub mod sqlstate {
     pub const INVALID_CATALOG_NAME: &str = "3D000";
     /// Feature not supported (protocol versions, options).
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// Object not in prerequisite state: RESUME of a database that is not paused, and such.
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    /// Undefined object: KILL_CLIENT of an id no client has.
+    pub const UNDEFINED_OBJECT: &str = "42704";
     /// Admin shutdown: the proxy is stopping.
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     /// Cannot connect now: backend starting up or shutting down.

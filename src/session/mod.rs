@@ -61,6 +61,8 @@ pub struct SessionContext {
     pub signals: watch::Receiver<signal::SessionSignal>,
     /// Where long-idle sessions wait outside the runtime.
     pub parking: park::ParkingLot,
+    /// What the admin console's control commands signal with (kills, shutdown requests).
+    pub control: crate::control::Controls,
 }
 
 impl SessionContext {
@@ -284,7 +286,7 @@ async fn welcome(
             return None;
         }
     };
-    let cancel = ctx.cancel.register();
+    let cancel = ctx.cancel.register_client(&pool.database);
     // AuthenticationOk, ~15 ParameterStatus, BackendKeyData and ReadyForQuery in one write,
     // the parameters in PostgreSQL's order (by name, ignoring case).
     for (name, value) in baseline.in_report_order() {

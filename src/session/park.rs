@@ -136,25 +136,31 @@ impl ParkingLot {
 
     /// Takes out every session whose idle timeout ran out by `now`.
     fn take_expired(&self, now: Instant) -> Vec<Parked> {
+        self.take_where(|p| p.deadline.is_some_and(|d| d <= now))
+    }
+
+    /// Takes out every session an administrator killed (KILL, KILL_CLIENT).
+    fn take_killed(&self) -> Vec<Parked> {
+        self.take_where(|p| p.relay.cancel.killed().is_some())
+    }
+
+    fn take_where(&self, mut pick: impl FnMut(&Parked) -> bool) -> Vec<Parked> {
         let Some(shared) = &self.shared else {
             return Vec::new();
         };
         let mut slots = lock(&shared.slots);
         let Slots { entries, free, .. } = &mut *slots;
-        let mut expired = Vec::new();
+        let mut taken = Vec::new();
         for (index, slot) in entries.iter_mut().enumerate() {
-            if slot
-                .as_ref()
-                .is_some_and(|p| p.deadline.is_some_and(|d| d <= now))
-            {
+            if slot.as_ref().is_some_and(&mut pick) {
                 if let Some(parked) = slot.take() {
                     free.push(index);
                     shared.leave(&parked);
-                    expired.push(parked);
+                    taken.push(parked);
                 }
             }
         }
-        expired
+        taken
     }
 
     /// Refuses parking from now on and takes out every parked session (shutdown).
@@ -230,6 +236,7 @@ async fn watch(
     mut signals: tokio::sync::watch::Receiver<super::signal::SessionSignal>,
 ) {
     let mut events = mio::Events::with_capacity(EVENTS_PER_POLL);
+    let mut kills = signals.borrow().kills;
     loop {
         tokio::select! {
             ready = poll.readable_mut() => {
@@ -259,6 +266,13 @@ async fn watch(
                 }
                 for parked in lot.take_expired(Instant::now()) {
                     resume(parked, true);
+                }
+                if signal.kills != kills {
+                    kills = signal.kills;
+                    // Back in the runtime, the session sees its kill order and ends.
+                    for parked in lot.take_killed() {
+                        resume(parked, false);
+                    }
                 }
             }
         }

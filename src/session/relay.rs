@@ -56,6 +56,9 @@ pub enum Exit {
     BackendEnded,
     /// Not an end: the idle session leaves the runtime for the parking lot.
     Park,
+    /// An administrator ended the session (KILL, KILL_CLIENT): 57P01 with this message, and
+    /// any backend it holds is closed, not reset.
+    Killed(String),
 }
 
 enum Event {
@@ -104,6 +107,10 @@ impl Relay {
     /// discards it. The relay comes boxed: a future keeps its by-value arguments twice (as
     /// argument and as local), which for every idle client would be a second `Relay`.
     pub async fn run(mut self: Box<Self>) {
+        // A session killed while parked comes back here to end.
+        if let Some(exit) = self.kill_order() {
+            return self.end(exit).await;
+        }
         let exit = loop {
             match self.relay_loop().await {
                 Exit::Park => match Arc::clone(&self.ctx).parking.park(self) {
@@ -156,8 +163,10 @@ impl Relay {
         tracing::debug!(?exit, "session ended");
         if let Some(held) = self.held.take() {
             // A client that left mid-message leaves the backend waiting for the rest of it.
-            let broken = matches!(exit, Exit::BackendLost(_) | Exit::BackendEnded)
-                || !self.client_scan.at_boundary();
+            let broken = matches!(
+                exit,
+                Exit::BackendLost(_) | Exit::BackendEnded | Exit::Killed(_)
+            ) || !self.client_scan.at_boundary();
             self.cancel.detach();
             let limit = self.ctx.config.limits.server_reset_timeout;
             salvage(*held, &self.pool, limit, broken, &self.pins).await;
@@ -171,6 +180,7 @@ impl Relay {
                 self.send_fatal(sqlstate::CONNECTION_FAILURE, message).await
             }
             Exit::BackendEnded => self.say_goodbye(None).await,
+            Exit::Killed(message) => self.send_fatal(sqlstate::ADMIN_SHUTDOWN, message).await,
             Exit::ClientGone | Exit::Terminated | Exit::Park => {}
         }
     }
@@ -235,9 +245,16 @@ impl Relay {
             )),
             Event::Shutdown => Some(shutting_down()),
             Event::Park => Some(Exit::Park),
+            Event::Signalled => self.kill_order(),
             // Nothing to do here: the checks after every event (release, shutdown) do it.
-            Event::CancelsSettled | Event::Signalled => None,
+            Event::CancelsSettled => None,
         }
+    }
+
+    /// The end an administrator ordered for this session (KILL, KILL_CLIENT), if any; looked
+    /// at only when the session signals change.
+    fn kill_order(&self) -> Option<Exit> {
+        self.cancel.killed().map(|m| Exit::Killed(m.to_string()))
     }
 
     /// Which timeout applies while waiting: idle-in-transaction when a backend is held inside
@@ -293,6 +310,7 @@ impl Relay {
             client_buf,
             signals,
             timer,
+            cancel,
             ..
         } = self;
         let since = signals.borrow_and_update().park_epoch;
@@ -304,6 +322,9 @@ impl Relay {
                     let signal = *signals.borrow_and_update();
                     if changed.is_err() || signal.draining || signal.closing {
                         return Event::Shutdown;
+                    }
+                    if cancel.killed().is_some() {
+                        return Event::Signalled;
                     }
                     if signal.parks_wait_from(since) && client_buf.is_empty() {
                         return Event::Park;

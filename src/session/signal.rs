@@ -16,6 +16,10 @@ pub struct SessionSignal {
     pub closing: bool,
     /// Ticks of the park clock; an idle wait that saw two ticks parks its session.
     pub park_epoch: u32,
+    /// Bumped by KILL and KILL_CLIENT after they marked their victims (see
+    /// `CancelSlot::killed`): every session looks at its own mark once, nothing per
+    /// transaction.
+    pub kills: u32,
 }
 
 impl SessionSignal {

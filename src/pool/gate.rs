@@ -153,10 +153,10 @@ mod tests {
         assert!(gate.is_held());
         let (order_tx, mut order_rx) = tokio::sync::mpsc::unbounded_channel();
         for i in 0..3 {
-            let gate = Arc::clone(&gate);
+            let waiter = Arc::clone(&gate);
             let order = order_tx.clone();
             tokio::spawn(async move {
-                let passed = gate.pass(later()).await;
+                let passed = waiter.pass(later()).await;
                 let _ = order.send((i, passed));
             });
             while gate.waiting() <= i {

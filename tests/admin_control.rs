@@ -393,3 +393,63 @@ async fn plain_shutdown_is_requested_once_and_ends_idle_clients() {
     let error = ended.expect_err("the idle client was told why");
     assert_eq!(sqlstate(&error).as_deref(), Some("57P01"));
 }
+
+/// The binary: SHUTDOWN on the console ends the process, with success, like SIGTERM does.
+#[tokio::test]
+async fn the_binary_exits_after_shutdown_from_the_console() {
+    let dir = std::env::temp_dir().join(format!("pgferry-shutdown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("pgferry.toml");
+    let toml = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[metrics]\nlisten = \"off\"\n[tls]\nmode = \"disable\"\n\
+         [admin]\nusers = [\"{OPS_USER}\"]\n\
+         [[users]]\nname = \"{APP_USER}\"\npassword = \"{APP_PASSWORD}\"\n\
+         [[users]]\nname = \"{OPS_USER}\"\npassword = \"{OPS_PASSWORD}\"\n\
+         [[databases]]\nname = \"{APP_DB}\"\nhost = \"127.0.0.1\"\nport = {}\ntls_mode = \"disable\"\n",
+        pg().port
+    );
+    std::fs::write(&file, toml).expect("config file");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .arg("--config")
+        .arg(&file)
+        .args(["--log-format", "human"])
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pgferry");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some((_, rest)) = line.split_once("client_addr=") {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(addr.parse::<std::net::SocketAddr>().ok());
+            }
+        }
+    });
+    let listening = rx.recv_timeout(Duration::from_secs(20));
+    let Ok(Some(addr)) = listening else {
+        let _ = child.kill();
+        panic!("no 'pgferry listening client_addr=...' line within 20 s: {listening:?}");
+    };
+    let mut ops = ConsoleClient::login(addr, OPS_USER, OPS_PASSWORD, "pgbouncer").await;
+    assert_ok(&ops.query("SHUTDOWN").await, "SHUTDOWN");
+    let pid = child.id().to_string();
+    let exited = tokio::task::spawn_blocking(move || child.wait());
+    let Ok(status) = tokio::time::timeout(Duration::from_secs(20), exited).await else {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+        panic!("the process did not exit within 20 s of SHUTDOWN");
+    };
+    let status = status.expect("wait thread").expect("exit status");
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

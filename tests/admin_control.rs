@@ -184,6 +184,39 @@ async fn pause_completes_only_after_the_open_transaction_ends() {
         .expect("client task");
 }
 
+/// Session mode (and a pinned client) holds its backend for the whole session: as in
+/// PgBouncer, PAUSE completes only once such clients have disconnected; until then they go
+/// on working on their own backend.
+#[tokio::test]
+async fn pause_waits_for_session_mode_clients_to_leave() {
+    let mut config = console_config(pg());
+    config.databases[0].pool_mode = pgferry::config::PoolMode::Session;
+    let handle = start_proxy(config).await;
+    let session = app_client(&handle).await;
+    let pid = backend_pid(&session).await;
+    let pausing = tokio::spawn({
+        let addr = handle.client_addr();
+        async move {
+            let mut ops = ConsoleClient::login(addr, OPS_USER, OPS_PASSWORD, "pgbouncer").await;
+            ops.query("PAUSE appdb").await
+        }
+    });
+    wait_for_metric(&handle, "pgferry_paused{database=\"appdb\"}", 1.0).await;
+    assert_eq!(backend_pid(&session).await, pid, "the session goes on");
+    assert!(!pausing.is_finished(), "PAUSE waits for the session");
+    drop(session);
+    let reply = tokio::time::timeout(Duration::from_secs(10), pausing)
+        .await
+        .expect("PAUSE completes once the session left")
+        .expect("console task");
+    assert_ok(&reply, "PAUSE");
+    assert_eq!(
+        value(&handle, &servers("idle")),
+        1.0,
+        "its backend stays open"
+    );
+}
+
 #[tokio::test]
 async fn a_wait_during_pause_is_bounded_by_query_wait_timeout() {
     let mut config = console_config(pg());

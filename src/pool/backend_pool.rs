@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use super::baseline::Baseline;
 use super::gate::{Gate, GateError};
-use super::generation::{must_close, Generations};
+use super::generation::Generations;
 use super::slots::{ConnectFailure, Grant, Lent, PoolConn, Slot, Slots, Take};
 use crate::config::{DatabaseConfig, Limits, PoolMode};
 use crate::metrics::{PoolMetrics, PoolState};
@@ -81,7 +81,7 @@ pub type Checkout = Lent<Box<ServerConn>>;
 impl PoolConn for Box<ServerConn> {
     /// A connection a RECONNECT marked is not reused: the pool closes it on give-back.
     fn is_clean(&self) -> bool {
-        ServerConn::is_clean(self) && !must_close(&self.close_needed)
+        ServerConn::is_clean(self) && !self.close_needed()
     }
     fn created(&self) -> Instant {
         self.created
@@ -269,7 +269,7 @@ impl BackendPool {
         if self.slots.outlived(conn.created, now) {
             return Some("lifetime");
         }
-        if must_close(&conn.close_needed) {
+        if conn.close_needed() {
             return Some("reconnect");
         }
         if is_stale(conn).await {
@@ -291,7 +291,7 @@ impl BackendPool {
         drop(connecting);
         match connected {
             Ok(mut conn) => {
-                conn.close_needed = Some(generation);
+                conn.generation = Some(generation);
                 self.remember_baseline(&conn);
                 Ok(slot.fill(Box::new(conn)))
             }

@@ -2,7 +2,7 @@
 //! every connection opened before it, each when it is next released, never mid-transaction.
 //!
 //! Each connection carries a shared flag of the generation it was opened in (see
-//! `ServerConn::close_needed`); RECONNECT sets the current generation's flag and starts a new
+//! `ServerConn::generation`); RECONNECT sets the current generation's flag and starts a new
 //! one. The pool keeps only weak references to old generations, so the connections still
 //! marked close-needed are counted by their strong references (WAIT_CLOSE, SHOW SERVERS)
 //! without the pool tracking connections one by one.
@@ -64,14 +64,13 @@ impl Generations {
     }
 }
 
-/// True when the connection carrying `flag` must close instead of being reused.
-pub fn must_close(flag: &Option<CloseNeeded>) -> bool {
-    flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn must_close(flag: &Option<CloseNeeded>) -> bool {
+        flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+    }
 
     #[test]
     fn a_bump_marks_the_connections_opened_before_it_and_counts_them_until_closed() {

@@ -49,8 +49,9 @@ pub struct ServerConn {
     /// When the connection last became idle; health checks are skipped for recently used ones.
     pub last_used: Instant,
     /// The close-needed flag of the pool generation it was opened in (set by its pool): once
-    /// true (RECONNECT, or a reload that changed the target), it closes when next released.
-    pub close_needed: Option<Arc<AtomicBool>>,
+    /// true (RECONNECT, KILL, or a reload that changed the target), it closes when next
+    /// released. See [`ServerConn::close_needed`].
+    pub generation: Option<Arc<AtomicBool>>,
     clean: bool,
 }
 
@@ -72,7 +73,7 @@ impl ServerConn {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 created: now,
                 last_used: now,
-                close_needed: None,
+                generation: None,
                 clean: true,
             })
         })
@@ -90,6 +91,14 @@ impl ServerConn {
     pub fn mark_clean(&mut self) {
         self.clean = true;
         self.last_used = Instant::now();
+    }
+
+    /// True once its pool marked the connection to close when released (SHOW SERVERS'
+    /// `close_needed`).
+    pub fn close_needed(&self) -> bool {
+        self.generation
+            .as_ref()
+            .is_some_and(|g| g.load(Ordering::Relaxed))
     }
 
     /// True only when the connection is idle and in sync, i.e. safe to hand to another client.

@@ -144,7 +144,9 @@ fn build_context(
         ),
         signals,
         parking,
+        registry: crate::admin::registry::Registry::new(),
     };
+    ctx.registry.clock.start();
     Ok((ctx, lot_poll))
 }
 

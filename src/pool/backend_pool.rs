@@ -6,6 +6,7 @@
 //! connect error reaches that client, and every waiting one, with its own SQLSTATE), and bounds
 //! the wait by `query_wait_timeout`.
 
+use crate::admin::registry::ServerList;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -101,6 +102,8 @@ pub struct BackendPool {
     connecting: AtomicU32,
     /// Set when a checkout succeeds; the health probe takes it instead of logging in itself.
     served: AtomicBool,
+    /// The open connections, for the admin console's SHOW SERVERS.
+    pub servers: ServerList,
 }
 
 impl BackendPool {
@@ -129,6 +132,7 @@ impl BackendPool {
             expiry_started: AtomicBool::new(false),
             connecting: AtomicU32::new(0),
             served: AtomicBool::new(false),
+            servers: ServerList::default(),
         }
     }
 
@@ -248,6 +252,7 @@ impl BackendPool {
         match connected {
             Ok(conn) => {
                 self.remember_baseline(&conn);
+                self.servers.add(&conn.shown);
                 Ok(slot.fill(Box::new(conn)))
             }
             Err(error) => {

@@ -13,7 +13,7 @@ mod pool;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use pool::{PoolGauges, PoolVecs};
-pub use pool::{PoolMetrics, PoolState, PoolStateSource};
+pub use pool::{PoolMetrics, PoolState, PoolStateSource, PoolTotals};
 
 #[cfg(target_os = "linux")]
 use prometheus::process_collector::ProcessCollector;

@@ -152,7 +152,9 @@ fn build_context(
         signals,
         parking,
         control,
+        registry: crate::admin::registry::Registry::new(),
     };
+    ctx.registry.clock.start();
     Ok((ctx, lot_poll))
 }
 

@@ -159,6 +159,15 @@ impl ClientStream {
         }
     }
 
+    /// The proxy's own address of this connection, for the admin console (rare path).
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            MaybeTls::Plain(tcp) => tcp.local_addr(),
+            MaybeTls::Tls(tls) => tls.tcp().local_addr(),
+            MaybeTls::Detached => Err(detached()),
+        }
+    }
+
     /// The client's address, for log lines: pgferry asks the kernel only when a line needs
     /// it (a copy per client would cost memory for every idle client).
     pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {

@@ -241,3 +241,487 @@ async fn extended_protocol_is_refused_and_the_session_recovers_at_sync() {
     let reply = console.query("SHOW VERSION").await;
     assert_eq!(reply.table().rows.len(), 1);
 }
+
+/// PgBouncer 1.25's columns and type OIDs (25 text, 23 int4, 1700 numeric).
+fn expected_columns(show: &str) -> Vec<(&'static str, u32)> {
+    const T: u32 = 25;
+    const I: u32 = 23;
+    const N: u32 = 1700;
+    let stats = [
+        "server_assignment_count",
+        "xact_count",
+        "query_count",
+        "bytes_received",
+        "bytes_sent",
+        "xact_time",
+        "query_time",
+        "wait_time",
+        "client_parse_count",
+        "server_parse_count",
+        "bind_count",
+    ];
+    let with_db = |names: Vec<&'static str>| {
+        std::iter::once(("database", T))
+            .chain(names.into_iter().map(|n| (n, N)))
+            .collect::<Vec<_>>()
+    };
+    match show {
+        "POOLS" => {
+            let mut c = vec![("database", T), ("user", T)];
+            for n in [
+                "cl_active",
+                "cl_waiting",
+                "cl_active_cancel_req",
+                "cl_waiting_cancel_req",
+                "sv_active",
+                "sv_active_cancel",
+                "sv_being_canceled",
+                "sv_idle",
+                "sv_used",
+                "sv_tested",
+                "sv_login",
+                "maxwait",
+                "maxwait_us",
+            ] {
+                c.push((n, I));
+            }
+            c.extend([("pool_mode", T), ("load_balance_hosts", T)]);
+            c
+        }
+        "DATABASES" => vec![
+            ("name", T),
+            ("host", T),
+            ("port", I),
+            ("database", T),
+            ("force_user", T),
+            ("pool_size", I),
+            ("min_pool_size", I),
+            ("reserve_pool_size", I),
+            ("server_lifetime", I),
+            ("pool_mode", T),
+            ("load_balance_hosts", T),
+            ("max_connections", I),
+            ("current_connections", I),
+            ("max_client_connections", I),
+            ("current_client_connections", I),
+            ("paused", I),
+            ("disabled", I),
+        ],
+        "USERS" => vec![
+            ("name", T),
+            ("pool_size", T),
+            ("reserve_pool_size", T),
+            ("pool_mode", T),
+            ("max_user_connections", I),
+            ("current_connections", I),
+            ("max_user_client_connections", I),
+            ("current_client_connections", I),
+        ],
+        "CLIENTS" | "SERVERS" => vec![
+            ("type", T),
+            ("user", T),
+            ("database", T),
+            ("replication", T),
+            ("state", T),
+            ("addr", T),
+            ("port", I),
+            ("local_addr", T),
+            ("local_port", I),
+            ("connect_time", T),
+            ("request_time", T),
+            ("wait", I),
+            ("wait_us", I),
+            ("close_needed", I),
+            ("ptr", T),
+            ("link", T),
+            ("remote_pid", I),
+            ("tls", T),
+            ("application_name", T),
+            ("prepared_statements", I),
+            ("id", I),
+        ],
+        "CONFIG" => vec![("key", T), ("value", T), ("default", T), ("changeable", T)],
+        "LISTS" => vec![("list", T), ("items", I)],
+        "VERSION" => vec![("version", T)],
+        "STATS_TOTALS" => with_db(stats.to_vec()),
+        "STATS_AVERAGES" => {
+            let mut names = stats.to_vec();
+            names[8] = "avg_client_parse_count";
+            names[9] = "avg_server_parse_count";
+            names[10] = "avg_bind_count";
+            with_db(names)
+        }
+        "STATS" => {
+            let total = |n: &str| match n {
+                "bytes_received" => "total_received".to_string(),
+                "bytes_sent" => "total_sent".to_string(),
+                n => format!("total_{n}"),
+            };
+            let avg = |n: &str| match n {
+                "bytes_received" => "avg_recv".to_string(),
+                "bytes_sent" => "avg_sent".to_string(),
+                n => format!("avg_{n}"),
+            };
+            let names: Vec<&'static str> = stats
+                .iter()
+                .map(|n| total(n))
+                .chain(stats.iter().map(|n| avg(n)))
+                .map(|n| &*Box::leak(n.into_boxed_str()))
+                .collect();
+            with_db(names)
+        }
+        "PINS" => vec![
+            ("client", I),
+            ("user", T),
+            ("database", T),
+            ("reasons", T),
+            ("since", T),
+        ],
+        "PREPARED" => vec![("name", T), ("query", T), ("clients", I)],
+        other => panic!("no expectation for SHOW {other}"),
+    }
+}
+
+#[tokio::test]
+async fn every_show_has_pgbouncers_columns_in_order_with_their_type_oids() {
+    let handle = start_proxy(console_config(pg())).await;
+    let _app = app_client(&handle).await;
+    let mut console = ConsoleClient::login(
+        handle.client_addr(),
+        WATCHER_USER,
+        WATCHER_PASSWORD,
+        "pgbouncer",
+    )
+    .await;
+    for show in [
+        "POOLS",
+        "DATABASES",
+        "USERS",
+        "CLIENTS",
+        "SERVERS",
+        "CONFIG",
+        "LISTS",
+        "VERSION",
+        "STATS",
+        "STATS_TOTALS",
+        "STATS_AVERAGES",
+        "PINS",
+        "PREPARED",
+    ] {
+        let reply = console.query(&format!("SHOW {show}")).await;
+        let table = reply.table();
+        let got: Vec<(&str, u32)> = table
+            .columns
+            .iter()
+            .map(|(n, o)| (n.as_str(), *o))
+            .collect();
+        assert_eq!(got, expected_columns(show), "SHOW {show}");
+        assert_eq!(reply.tags, ["SHOW"], "SHOW {show}");
+        for row in &table.rows {
+            assert_eq!(row.len(), table.columns.len(), "SHOW {show} row {row:?}");
+        }
+    }
+}
+
+/// Polls `SHOW <what>` until `done` holds for its table (bounded: 10 s).
+async fn show_until(
+    console: &mut ConsoleClient,
+    what: &str,
+    done: impl Fn(&Table) -> bool,
+) -> Table {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let table = console.query(&format!("SHOW {what}")).await.table().clone();
+        if done(&table) {
+            return table;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SHOW {what} never matched: {table:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn named_client(handle: &pgferry::ProxyHandle, name: &str) -> tokio_postgres::Client {
+    let config = format!(
+        "{} application_name={name}",
+        conn_string(
+            handle.client_addr(),
+            APP_USER,
+            APP_PASSWORD,
+            APP_DB,
+            "disable"
+        )
+    );
+    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+        .await
+        .expect("login through pgferry");
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn pools_clients_and_servers_show_a_held_connection_and_a_waiting_client() {
+    let mut config = console_config(pg());
+    config.databases[0].pool_size = 1;
+    let handle = start_proxy(config).await;
+    let holder = named_client(&handle, "holder").await;
+    let waiter = named_client(&handle, "waiter").await;
+    let rows = holder
+        .simple_query("BEGIN; SELECT pg_backend_pid()")
+        .await
+        .unwrap();
+    let backend_pid = simple_rows(&rows).1[0][0].clone().unwrap_or_default();
+    let waiting = tokio::spawn(async move { waiter.simple_query("SELECT 42").await });
+    let mut console =
+        ConsoleClient::login(handle.client_addr(), OPS_USER, OPS_PASSWORD, "pgbouncer").await;
+
+    let pools = show_until(&mut console, "POOLS", |t| {
+        t.int("user", APP_USER, "cl_waiting") == 1
+    })
+    .await;
+    let at = |column| pools.int("user", APP_USER, column);
+    assert_eq!(
+        (
+            at("cl_active"),
+            at("sv_active"),
+            at("sv_idle"),
+            at("sv_login")
+        ),
+        (1, 1, 0, 0),
+        "{pools:?}"
+    );
+    let pool_row = pools.row_where("user", APP_USER);
+    assert_eq!(pools.cell(pool_row, "database"), Some(APP_DB));
+    assert_eq!(pools.cell(pool_row, "pool_mode"), Some("transaction"));
+
+    let clients = console.query("SHOW CLIENTS").await.table().clone();
+    let holder_row = clients.row_where("application_name", "holder");
+    assert_eq!(clients.cell(holder_row, "state"), Some("active"));
+    assert_eq!(clients.cell(holder_row, "type"), Some("C"));
+    assert_eq!(clients.cell(holder_row, "addr"), Some("127.0.0.1"));
+    let holder_id = clients
+        .cell(holder_row, "id")
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        clients.cell(holder_row, "ptr"),
+        Some(&*format!("c{holder_id}"))
+    );
+    let server_ptr = clients
+        .cell(holder_row, "link")
+        .unwrap_or_default()
+        .to_string();
+    let waiter_row = clients.row_where("application_name", "waiter");
+    assert_eq!(clients.cell(waiter_row, "state"), Some("waiting"));
+    assert_eq!(clients.cell(waiter_row, "link"), Some(""));
+    let console_rows = clients.rows_where("database", "pgbouncer");
+    assert_eq!(console_rows.len(), 1, "the console lists itself");
+
+    let servers = console.query("SHOW SERVERS").await.table().clone();
+    let server = servers.row_where("ptr", &server_ptr);
+    assert_eq!(servers.cell(server, "state"), Some("active"));
+    assert_eq!(
+        servers.cell(server, "link"),
+        Some(&*format!("c{holder_id}"))
+    );
+    assert_eq!(
+        servers.cell(server, "remote_pid"),
+        Some(backend_pid.as_str())
+    );
+    assert_eq!(servers.cell(server, "port"), Some(&*pg().port.to_string()));
+
+    holder.simple_query("COMMIT").await.unwrap();
+    let answer = waiting
+        .await
+        .unwrap()
+        .expect("the waiter got the connection");
+    assert_eq!(simple_rows(&answer).1[0][0].as_deref(), Some("42"));
+    // The waiter's client was dropped with its task: the holder alone remains, idle.
+    let pools = show_until(&mut console, "POOLS", |t| {
+        t.int("user", APP_USER, "sv_idle") == 1 && t.int("user", APP_USER, "cl_active") == 1
+    })
+    .await;
+    assert_eq!(pools.int("user", APP_USER, "cl_waiting"), 0);
+    let servers = console.query("SHOW SERVERS").await.table().clone();
+    assert_eq!(servers.cell(&servers.rows[0], "state"), Some("idle"));
+}
+
+#[tokio::test]
+async fn stats_count_the_transactions_and_queries_that_ran() {
+    let handle = start_proxy(console_config(pg())).await;
+    let app = app_client(&handle).await;
+    for _ in 0..5 {
+        app.simple_query("SELECT 1").await.unwrap();
+    }
+    app.simple_query("BEGIN; SELECT 1; SELECT 2; COMMIT")
+        .await
+        .unwrap();
+    let mut console = ConsoleClient::login(
+        handle.client_addr(),
+        WATCHER_USER,
+        WATCHER_PASSWORD,
+        "pgferry",
+    )
+    .await;
+    let totals = console.query("SHOW STATS_TOTALS").await.table().clone();
+    let total = |c| totals.int("database", APP_DB, c);
+    assert_eq!(total("xact_count"), 6);
+    assert!(total("query_count") >= 6, "{totals:?}");
+    assert!(total("server_assignment_count") >= 6, "{totals:?}");
+    assert!(
+        total("xact_time") > 0 && total("query_time") > 0,
+        "{totals:?}"
+    );
+    let stats = console.query("SHOW STATS").await.table().clone();
+    assert_eq!(stats.int("database", APP_DB, "total_xact_count"), 6);
+    assert!(
+        stats.int("database", APP_DB, "avg_xact_time") > 0,
+        "{stats:?}"
+    );
+    let averages = console.query("SHOW STATS_AVERAGES").await.table().clone();
+    assert!(
+        averages.int("database", APP_DB, "xact_time") > 0,
+        "{averages:?}"
+    );
+}
+
+#[tokio::test]
+async fn show_pins_lists_a_pinned_client_with_its_reason() {
+    let handle = start_proxy(console_config(pg())).await;
+    let pinned = named_client(&handle, "locker").await;
+    pinned
+        .simple_query("SELECT pg_advisory_lock(77)")
+        .await
+        .unwrap();
+    let _plain = named_client(&handle, "plain").await;
+    let mut console =
+        ConsoleClient::login(handle.client_addr(), OPS_USER, OPS_PASSWORD, "pgbouncer").await;
+    let clients = console.query("SHOW CLIENTS").await.table().clone();
+    let id = clients
+        .cell(clients.row_where("application_name", "locker"), "id")
+        .unwrap_or_default()
+        .to_string();
+    let pins = console.query("SHOW PINS").await.table().clone();
+    assert_eq!(pins.rows.len(), 1, "{pins:?}");
+    let row = pins.row_where("client", &id);
+    assert_eq!(pins.cell(row, "reasons"), Some("advisory_lock"));
+    assert_eq!(pins.cell(row, "user"), Some(APP_USER));
+    assert_eq!(pins.cell(row, "database"), Some(APP_DB));
+    assert!(pins
+        .cell(row, "since")
+        .unwrap_or_default()
+        .ends_with(" UTC"));
+    // A pinned client keeps its server: SHOW CLIENTS shows it linked.
+    let row = clients.row_where("application_name", "locker");
+    assert!(clients
+        .cell(row, "link")
+        .unwrap_or_default()
+        .starts_with('s'));
+}
+
+#[tokio::test]
+async fn show_prepared_lists_a_named_statement_and_its_client() {
+    let handle = start_proxy(console_config(pg())).await;
+    let app = named_client(&handle, "preparer").await;
+    let statement = app.prepare("SELECT $1::int4 + 1").await.unwrap();
+    let row = app.query_one(&statement, &[&41i32]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+    let mut console =
+        ConsoleClient::login(handle.client_addr(), OPS_USER, OPS_PASSWORD, "pgbouncer").await;
+    let prepared = console.query("SHOW PREPARED").await.table().clone();
+    let row = prepared.row_where("query", "SELECT $1::int4 + 1");
+    assert!(prepared
+        .cell(row, "name")
+        .unwrap_or_default()
+        .starts_with("pgf_"));
+    assert_eq!(prepared.cell(row, "clients"), Some("1"));
+    let clients = console.query("SHOW CLIENTS").await.table().clone();
+    assert_eq!(
+        clients.int("application_name", "preparer", "prepared_statements"),
+        1
+    );
+    drop(statement);
+    drop(app);
+}
+
+#[tokio::test]
+async fn databases_users_lists_and_config_reflect_the_configuration_and_traffic() {
+    let handle = start_proxy(console_config(pg())).await;
+    let app = app_client(&handle).await;
+    app.simple_query("SELECT 1").await.unwrap();
+    let mut console =
+        ConsoleClient::login(handle.client_addr(), OPS_USER, OPS_PASSWORD, "pgbouncer").await;
+    let dbs = console.query("SHOW DATABASES").await.table().clone();
+    let row = dbs.row_where("name", APP_DB);
+    assert_eq!(dbs.cell(row, "host"), Some(pg().host.as_str()));
+    assert_eq!(dbs.cell(row, "force_user"), None);
+    assert_eq!(dbs.cell(row, "pool_mode"), Some("transaction"));
+    assert_eq!(dbs.int("name", APP_DB, "pool_size"), 5);
+    assert_eq!(dbs.int("name", APP_DB, "current_connections"), 1);
+    assert_eq!(dbs.int("name", APP_DB, "current_client_connections"), 1);
+    assert_eq!(dbs.int("name", APP_DB, "paused"), 0);
+
+    let users = console.query("SHOW USERS").await.table().clone();
+    assert_eq!(users.int("name", APP_USER, "current_client_connections"), 1);
+    assert_eq!(users.int("name", APP_USER, "current_connections"), 1);
+    assert_eq!(users.int("name", OPS_USER, "current_client_connections"), 1);
+
+    let lists = console.query("SHOW LISTS").await.table().clone();
+    assert_eq!(lists.rows.len(), 14);
+    assert_eq!(lists.int("list", "databases", "items"), 1);
+    assert_eq!(lists.int("list", "users", "items"), 4);
+    // One pool per user with a backend login: app, other, ops, watcher.
+    assert_eq!(lists.int("list", "pools", "items"), 4);
+    assert_eq!(lists.int("list", "used_clients", "items"), 2);
+    assert_eq!(lists.int("list", "used_servers", "items"), 1);
+
+    let config = console.query("SHOW CONFIG").await.table().clone();
+    let value = |key| {
+        config
+            .cell(config.row_where("key", key), "value")
+            .map(str::to_string)
+    };
+    let changeable = |key| {
+        config
+            .cell(config.row_where("key", key), "changeable")
+            .map(str::to_string)
+    };
+    assert_eq!(value("max_client_conn").as_deref(), Some("10000"));
+    assert_eq!(value("admin.users").as_deref(), Some(OPS_USER));
+    assert_eq!(value("databases[0].pool_size").as_deref(), Some("5"));
+    assert_eq!(changeable("listen.addr").as_deref(), Some("no"));
+    assert_eq!(
+        changeable("limits.query_wait_timeout").as_deref(),
+        Some("yes")
+    );
+    assert!(
+        config
+            .rows
+            .iter()
+            .all(|r| !r.iter().flatten().any(|v| v.contains(APP_PASSWORD))),
+        "SHOW CONFIG must not show passwords"
+    );
+}
+
+#[tokio::test]
+async fn psql_shows_pools_and_clients() {
+    let handle = start_proxy(console_config(pg())).await;
+    let app = named_client(&handle, "psql-visible").await;
+    app.simple_query("SELECT 1").await.unwrap();
+    let addr = handle.client_addr();
+    let pools = psql(addr, WATCHER_USER, WATCHER_PASSWORD, "SHOW POOLS").await;
+    let mut lines = pools.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(
+        header.starts_with("database|user|cl_active|cl_waiting|"),
+        "{pools}"
+    );
+    assert!(
+        lines.any(|l| l.starts_with(&format!("{APP_DB}|{APP_USER}|1|0|"))),
+        "{pools}"
+    );
+    let clients = psql(addr, OPS_USER, OPS_PASSWORD, "show clients;").await;
+    assert!(clients.contains("|psql-visible|"), "{clients}");
+}

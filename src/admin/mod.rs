@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod control;
+pub mod registry;
 pub mod result;
 mod session;
 pub mod show;

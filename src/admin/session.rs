@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::command::{self, Command};
+use super::registry::ClientEntry;
 use super::{control, result, show, Access};
 use crate::metrics::{ClientState, LoginResult};
 use crate::protocol::frame::peek_header;
@@ -52,6 +53,8 @@ pub async fn serve(
         return;
     }
     ctx.metrics.login(LoginResult::Ok);
+    let facts = crate::session::StreamFacts::of(&stream);
+    let entry = crate::session::register(ctx, &facts, &startup, None, id);
     tracing::info!(client = id, user = %startup.user, ?access, "admin console session opened");
     let mut console = Console {
         ctx: Arc::clone(ctx),
@@ -60,7 +63,7 @@ pub async fn serve(
         out,
         access,
         skipping_to_sync: false,
-        gauge: ctx.metrics.client_session(ClientState::Idle),
+        entry,
     };
     console.run().await;
     tracing::info!(client = id, "admin console session closed");
@@ -110,8 +113,9 @@ struct Console {
     /// After an extended-protocol message: everything up to Sync is discarded, as PostgreSQL
     /// does after an error in an extended-protocol batch.
     skipping_to_sync: bool,
-    /// Counts the console in `pgferry_client_connections` like any client.
-    gauge: crate::metrics::ClientStateGuard,
+    /// The console's own registration (SHOW CLIENTS lists console sessions too, as PgBouncer
+    /// does); also counts it in `pgferry_client_connections` like any client.
+    entry: ClientEntry,
 }
 
 impl Console {
@@ -247,10 +251,11 @@ impl Console {
                 return false;
             }
             control => {
-                self.gauge.set(ClientState::Active);
+                let clock = Arc::clone(&self.ctx.registry.clock);
+                self.entry.set(ClientState::Active, &clock);
                 let before = self.out.len();
                 control::run(control, &self.ctx, &mut self.out).await;
-                self.gauge.set(ClientState::Idle);
+                self.entry.set(ClientState::Idle, &clock);
                 return self.out.get(before) != Some(&b'E');
             }
         }

@@ -11,6 +11,7 @@ pub mod cli;
 mod describe;
 mod error;
 mod file;
+pub mod keys;
 mod names;
 mod quick;
 mod raw;

@@ -109,10 +109,41 @@ impl PoolMetrics {
         self.with_reason(&self.0.pins, reason).inc();
     }
 
+    /// The pool's running totals, for the admin console's SHOW STATS (rare path: reads the
+    /// counters and histogram sums the hot path already maintains).
+    pub fn totals(&self) -> PoolTotals {
+        let h = &self.0;
+        PoolTotals {
+            checkouts: h.checkout_wait.get_sample_count(),
+            transactions: h.transactions.get(),
+            queries: h.queries.get(),
+            transaction_time: seconds(h.transaction_duration.get_sample_sum()),
+            query_time: seconds(h.query_duration.get_sample_sum()),
+            wait_time: seconds(h.checkout_wait.get_sample_sum()),
+        }
+    }
+
     fn with_reason(&self, vec: &IntCounterVec, reason: &str) -> IntCounter {
         let [db, user] = &self.0.labels;
         vec.with_label_values(&[db.as_str(), user.as_str(), reason])
     }
+}
+
+/// Running totals of one pool since it was created (see [`PoolMetrics::totals`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PoolTotals {
+    /// Successful checkouts (PgBouncer's server_assignment_count).
+    pub checkouts: u64,
+    pub transactions: u64,
+    pub queries: u64,
+    pub transaction_time: Duration,
+    pub query_time: Duration,
+    /// Time clients spent waiting for a checkout.
+    pub wait_time: Duration,
+}
+
+fn seconds(sum: f64) -> Duration {
+    Duration::try_from_secs_f64(sum).unwrap_or_default()
 }
 
 /// Labelled pool families; kept so [`Metrics::pool`] can resolve new label sets.

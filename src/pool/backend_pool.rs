@@ -6,6 +6,7 @@
 //! connect error reaches that client, and every waiting one, with its own SQLSTATE), and bounds
 //! the wait by `query_wait_timeout`.
 
+use crate::admin::registry::ServerList;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -116,6 +117,8 @@ pub struct BackendPool {
     pub(super) gate: Gate,
     /// RECONNECT marks the connections opened so far to close when released.
     pub(super) generations: Generations,
+    /// The open connections, for the admin console's SHOW SERVERS.
+    pub servers: ServerList,
 }
 
 impl BackendPool {
@@ -146,6 +149,7 @@ impl BackendPool {
             served: AtomicBool::new(false),
             gate: Gate::default(),
             generations: Generations::default(),
+            servers: ServerList::default(),
         }
     }
 
@@ -293,6 +297,7 @@ impl BackendPool {
             Ok(mut conn) => {
                 conn.generation = Some(generation);
                 self.remember_baseline(&conn);
+                self.servers.add(&conn.shown);
                 Ok(slot.fill(Box::new(conn)))
             }
             Err(error) => {

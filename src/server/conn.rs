@@ -13,6 +13,7 @@ use super::stream::{establish, ServerStream};
 use super::wire::{self, ErrorFields};
 use super::{Alignment, ServerPrepared, VersionedMap};
 use super::{BackendKey, BackendTarget, ServerError};
+use crate::admin::registry::ServerInfo;
 
 /// Source of [`ServerConn::id`]: unique for the life of the process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -44,6 +45,8 @@ pub struct ServerConn {
     pub key: BackendKey,
     /// Process-unique id, for logs and the admin console.
     pub id: u64,
+    /// What the admin console shows of this connection (its pool lists it weakly).
+    pub shown: Arc<ServerInfo>,
     /// When the login completed (server_lifetime).
     pub created: Instant,
     /// When the connection last became idle; health checks are skipped for recently used ones.
@@ -62,6 +65,8 @@ impl ServerConn {
             let mut stream = establish(target).await?;
             let outcome = login(&mut stream, target).await?;
             let now = Instant::now();
+            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            let shown = Arc::new(shown(id, &stream, outcome.key));
             Ok(ServerConn {
                 stream,
                 read_buf: outcome.leftover,
@@ -70,7 +75,8 @@ impl ServerConn {
                 aligned: Alignment::default(),
                 prepared: ServerPrepared::new(target.max_prepared_statements),
                 key: outcome.key,
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                id,
+                shown,
                 created: now,
                 last_used: now,
                 generation: None,
@@ -90,6 +96,7 @@ impl ServerConn {
     /// refreshes `last_used`.
     pub fn mark_clean(&mut self) {
         self.clean = true;
+        self.shown.returned();
         self.last_used = Instant::now();
     }
 
@@ -177,6 +184,19 @@ pub async fn send_cancel(target: &BackendTarget, key: BackendKey) -> Result<(), 
 }
 
 /// Bounds a backend exchange by the target's connect timeout.
+/// The console's record of a connection that just logged in (rare path: two getsockname-like
+/// calls).
+fn shown(id: u64, stream: &ServerStream, key: BackendKey) -> ServerInfo {
+    let tcp = match stream {
+        crate::stream::MaybeTls::Plain(tcp) => Some(tcp),
+        crate::stream::MaybeTls::Tls(tls) => Some(tls.get_ref().0),
+        crate::stream::MaybeTls::Detached => None,
+    };
+    let peer = tcp.and_then(|t| t.peer_addr().ok());
+    let local = tcp.and_then(|t| t.local_addr().ok());
+    ServerInfo::new(id, peer, local, stream.is_tls(), key.process_id)
+}
+
 async fn bounded<T>(
     target: &BackendTarget,
     work: impl std::future::Future<Output = Result<T, ServerError>>,

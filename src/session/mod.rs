@@ -63,6 +63,8 @@ pub struct SessionContext {
     pub parking: park::ParkingLot,
     /// What the admin console's control commands signal with (kills, shutdown requests).
     pub control: crate::control::Controls,
+    /// Live clients (and its coarse clock), for the admin console.
+    pub registry: Arc<admin::registry::Registry>,
 }
 
 impl SessionContext {
@@ -298,6 +300,8 @@ async fn welcome(
     stream.write_all(&out).await.ok()?;
     ctx.metrics.login(LoginResult::Ok);
     let client = cancel.key().process_id;
+    let facts = StreamFacts::of(&stream);
+    let gauge = register(ctx, &facts, &startup, Some(Arc::clone(&pool)), client);
     tracing::Span::current().record("client", client);
     tracing::debug!("client logged in");
     Some(Relay {
@@ -309,7 +313,7 @@ async fn welcome(
         held: None,
         params,
         cancel,
-        gauge: ctx.metrics.client_session(ClientState::Idle),
+        gauge,
         bytes_in: 0,
         bytes_out: 0,
         statements: prepared::ClientStatements::new(
@@ -320,6 +324,52 @@ async fn welcome(
         _admission: admission,
         timer: None,
     })
+}
+
+/// The socket facts the console shows, read once at login (two getsockname-like calls).
+pub(crate) struct StreamFacts {
+    pub peer: Option<std::net::SocketAddr>,
+    pub local: Option<std::net::SocketAddr>,
+    pub tls: bool,
+}
+
+impl StreamFacts {
+    pub(crate) fn of(stream: &ClientStream) -> Self {
+        StreamFacts {
+            peer: stream.peer_addr().ok(),
+            local: stream.local_addr().ok(),
+            tls: stream.is_tls(),
+        }
+    }
+}
+
+/// Registers a logged-in client with the console registry; the entry also counts it in
+/// `pgferry_client_connections` (idle at first).
+pub(crate) fn register(
+    ctx: &SessionContext,
+    facts: &StreamFacts,
+    startup: &StartupParams,
+    pool: Option<Arc<BackendPool>>,
+    id: i32,
+) -> admin::registry::ClientEntry {
+    let application_name = startup
+        .params
+        .iter()
+        .find(|(name, _)| name == "application_name")
+        .map_or_else(String::new, |(_, value)| value.clone());
+    let new = admin::registry::NewClient {
+        id,
+        user: startup.user.clone(),
+        database: startup.database.clone(),
+        pool,
+        peer: facts.peer,
+        local: facts.local,
+        tls: facts.tls,
+        application_name,
+    };
+    ctx.registry
+        .register(new)
+        .with_gauge(ctx.metrics.client_session(ClientState::Idle))
 }
 
 /// Completes the opening handshake only to refuse the client with 53300 (too many clients):

@@ -27,9 +27,10 @@ use super::reset::salvage;
 use super::signal::SessionSignal;
 use super::sql_scan::PinReason;
 use super::SessionContext;
+use crate::admin::registry::ClientEntry;
 use crate::cancel::CancelSlot;
 use crate::config::PoolMode;
-use crate::metrics::{ClientState, ClientStateGuard};
+use crate::metrics::ClientState;
 use crate::pool::BackendPool;
 use crate::protocol::frame::FrameScanner;
 use crate::protocol::messages;
@@ -86,7 +87,8 @@ pub struct Relay {
     pub(super) held: Option<Box<Held>>,
     pub(super) params: ClientParams,
     pub(super) cancel: CancelSlot,
-    pub(super) gauge: ClientStateGuard,
+    /// The session's console registration; also counts it in `pgferry_client_connections`.
+    pub(super) gauge: ClientEntry,
     /// This client's named prepared statements (transaction mode).
     pub(super) statements: ClientStatements,
     /// Why this session keeps its backend (transaction mode); empty when not pinned.
@@ -479,12 +481,15 @@ impl Relay {
 
     /// Borrows a backend, points cancel requests at it and aligns its session settings.
     pub(super) async fn checkout(&mut self) -> Result<(), Exit> {
-        self.gauge.set(ClientState::Waiting);
+        let clock = &self.ctx.registry.clock;
+        self.gauge.set(ClientState::Waiting, clock);
         let checkout = self.pool.checkout().await;
-        self.gauge.set(ClientState::Active);
+        self.gauge.set(ClientState::Active, clock);
         let checkout = checkout.map_err(|e| fatal(e.sqlstate(), &e.to_string()))?;
         let mut held = Held::new(checkout);
         let conn = held.conn();
+        conn.shown
+            .lent_to(self.cancel.key().process_id, clock.now_ms());
         self.cancel.attach(Arc::clone(&self.pool.target), conn.key);
         if let Some(sql) = self
             .params
@@ -514,7 +519,8 @@ impl Relay {
         if let Some(mut held) = self.held.take() {
             held.conn().mark_clean();
             held.give_back();
-            self.gauge.set(ClientState::Idle);
+            self.gauge.set(ClientState::Idle, &self.ctx.registry.clock);
+            self.gauge.set_prepared(self.statements.len());
             self.flush_byte_counts();
         }
     }

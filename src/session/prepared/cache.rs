@@ -154,6 +154,14 @@ impl StatementCache {
         Ok(statement)
     }
 
+    /// Every cached statement, ordered by id, for the admin console's SHOW PREPARED (rare
+    /// path: one lock, a copy of the Arcs).
+    pub fn entries(&self) -> Vec<Arc<CachedStatement>> {
+        let mut entries: Vec<_> = self.lock().buckets.values().flatten().cloned().collect();
+        entries.sort_by_key(|s| s.id);
+        entries
+    }
+
     /// Number of entries currently cached.
     pub fn len(&self) -> usize {
         self.lock().len

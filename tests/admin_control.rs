@@ -184,6 +184,37 @@ async fn pause_completes_only_after_the_open_transaction_ends() {
         .expect("client task");
 }
 
+/// A RESUME while a PAUSE still waits for its transactions ends that PAUSE with an error
+/// (nothing is paused any more), so a forgotten PAUSE never waits forever.
+#[tokio::test]
+async fn resume_ends_a_pause_that_is_still_waiting() {
+    let handle = start_proxy(console_config(pg())).await;
+    let inside = app_client(&handle).await;
+    inside.batch_execute("BEGIN").await.unwrap();
+    let pausing = tokio::spawn({
+        let addr = handle.client_addr();
+        async move {
+            let mut ops = ConsoleClient::login(addr, OPS_USER, OPS_PASSWORD, "pgbouncer").await;
+            ops.query("PAUSE appdb").await
+        }
+    });
+    wait_for_metric(&handle, "pgferry_paused{database=\"appdb\"}", 1.0).await;
+    assert_ok(
+        &console(&handle).await.query("RESUME appdb").await,
+        "RESUME",
+    );
+    let reply = tokio::time::timeout(Duration::from_secs(10), pausing)
+        .await
+        .expect("the PAUSE returns")
+        .expect("console task");
+    assert_eq!(reply.error_code(), "55000");
+    assert!(reply.errors[0].1.contains("ended by RESUME"), "{reply:?}");
+    inside
+        .batch_execute("COMMIT")
+        .await
+        .expect("the transaction went on");
+}
+
 /// Session mode (and a pinned client) holds its backend for the whole session: as in
 /// PgBouncer, PAUSE completes only once such clients have disconnected; until then they go
 /// on working on their own backend.

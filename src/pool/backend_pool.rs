@@ -18,7 +18,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::Notify;
 
 use super::baseline::Baseline;
-use super::gate::{Gate, GateError};
+use super::gate::Gate;
 use super::generation::Generations;
 use super::slots::{ConnectFailure, Grant, Lent, PoolConn, Slot, Slots, Take};
 use crate::config::{DatabaseConfig, Limits, PoolMode};
@@ -100,7 +100,7 @@ pub struct BackendPool {
     pub size: u32,
     pub target: Arc<BackendTarget>,
     pub metrics: PoolMetrics,
-    query_wait_timeout: Duration,
+    pub(super) query_wait_timeout: Duration,
     idle_timeout: Option<Duration>,
     min_idle: u32,
     pub(super) slots: Arc<Slots<Box<ServerConn>>>,
@@ -200,16 +200,6 @@ impl BackendPool {
                 addr: self.target.addr(),
                 after: timeout,
             })?
-    }
-
-    async fn pass_gate(&self, started: Instant) -> Result<(), CheckoutError> {
-        let waited = self.query_wait_timeout;
-        let database = self.database.clone();
-        match self.gate.pass(started + waited).await {
-            Ok(()) => Ok(()),
-            Err(GateError::Expired) => Err(CheckoutError::Paused { database, waited }),
-            Err(GateError::Killed) => Err(CheckoutError::Killed { database }),
-        }
     }
 
     async fn acquire(&self, started: Instant) -> Result<Checkout, CheckoutError> {

@@ -4,12 +4,24 @@
 
 use std::time::{Duration, Instant};
 
-use super::gate::Hold;
+use super::gate::{GateError, Hold};
 use super::slots::ConnectFailure;
 use super::{BackendPool, CheckoutError};
 use crate::protocol::sqlstate;
 
 impl BackendPool {
+    /// Waits while PAUSE or KILL holds the pool, within the checkout's `query_wait_timeout`
+    /// (57P03 when it runs out, 57P01 when KILL ends the wait).
+    pub(super) async fn pass_gate(&self, started: Instant) -> Result<(), CheckoutError> {
+        let waited = self.query_wait_timeout;
+        let database = self.database.clone();
+        match self.gate.pass(started + waited).await {
+            Ok(()) => Ok(()),
+            Err(GateError::Expired) => Err(CheckoutError::Paused { database, waited }),
+            Err(GateError::Killed) => Err(CheckoutError::Killed { database }),
+        }
+    }
+
     /// PAUSE: new checkouts wait (no error) until [`BackendPool::resume`]; running
     /// transactions go on. Returns the previous hold. The pause is complete once
     /// [`BackendPool::in_use`] is 0.

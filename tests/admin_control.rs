@@ -517,3 +517,35 @@ async fn the_binary_exits_after_shutdown_from_the_console() {
     assert!(status.success(), "{status}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn shutdown_wait_for_servers_lets_the_open_transaction_finish_first() {
+    let handle = start_proxy(console_config(pg())).await;
+    let addr = handle.client_addr();
+    let (inside, connection) = app_client_watched(&handle).await;
+    inside.batch_execute("BEGIN").await.unwrap();
+    let mut ops = console(&handle).await;
+    assert_ok(&ops.query("SHUTDOWN WAIT_FOR_SERVERS").await, "SHUTDOWN");
+    drop(ops);
+    let mode = handle.shutdown_requested().await;
+    assert_eq!(mode, ShutdownMode::WaitForServers);
+    let stopping = tokio::spawn(handle.shutdown_as(mode));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "the proxy still accepts clients");
+        tokio::task::yield_now().await;
+    }
+    inside
+        .batch_execute("SELECT 1; COMMIT")
+        .await
+        .expect("the transaction finishes");
+    tokio::time::timeout(Duration::from_secs(15), stopping)
+        .await
+        .expect("the proxy stops once the backend was released")
+        .expect("shutdown task");
+    let error = connection
+        .await
+        .expect("connection task")
+        .expect_err("then the idle client is told why");
+    assert_eq!(sqlstate(&error).as_deref(), Some("57P01"));
+}

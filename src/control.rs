@@ -221,7 +221,7 @@ pub async fn servers_released(ctx: &SessionContext) {
     }
 }
 
-/// True while PAUSE or KILL holds any pool of `database`.
+/// True while PAUSE or KILL holds any pool of `database` (SHOW DATABASES' `paused`).
 pub fn is_held(ctx: &SessionContext, database: &str) -> bool {
     ctx.pools
         .pools_for(database)

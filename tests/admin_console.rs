@@ -377,7 +377,7 @@ fn expected_columns(show: &str) -> Vec<(&'static str, u32)> {
             ("reasons", T),
             ("since", T),
         ],
-        "PREPARED" => vec![("name", T), ("query", T), ("clients", I)],
+        "PREPARED" => vec![("name", T), ("query", T), ("clients", I), ("backends", I)],
         other => panic!("no expectation for SHOW {other}"),
     }
 }
@@ -637,6 +637,7 @@ async fn show_prepared_lists_a_named_statement_and_its_client() {
         .unwrap_or_default()
         .starts_with("pgf_"));
     assert_eq!(prepared.cell(row, "clients"), Some("1"));
+    assert_eq!(prepared.cell(row, "backends"), Some("1"));
     let clients = console.query("SHOW CLIENTS").await.table().clone();
     assert_eq!(
         clients.int("application_name", "preparer", "prepared_statements"),

@@ -499,3 +499,46 @@ async fn psql_shows_pools_and_clients() {
     let clients = psql(addr, OPS_USER, OPS_PASSWORD, "show clients;").await;
     assert!(clients.contains("|psql-visible|"), "{clients}");
 }
+
+#[tokio::test]
+async fn the_console_follows_the_tls_rules_of_the_client_port() {
+    let dir = pg().scratch_dir("console-tls");
+    let (cert, key, ca) = proxy_cert(&dir);
+    let mut config = console_config(pg());
+    config.tls.mode = pgferry::config::ClientTlsMode::Require;
+    config.tls.cert_file = Some(cert);
+    config.tls.key_file = Some(key);
+    let handle = start_proxy(config).await;
+    let addr = handle.client_addr();
+    let plain = connect(addr, OPS_USER, OPS_PASSWORD, "pgbouncer").await;
+    let message = expect_sqlstate(plain, "28000");
+    assert!(message.contains("requires TLS"), "{message}");
+    let client = connect_tls(addr, OPS_USER, OPS_PASSWORD, "pgbouncer", &ca)
+        .await
+        .expect("console over TLS");
+    let (names, rows) = simple_rows(&client.simple_query("SHOW CLIENTS").await.unwrap());
+    let tls = names.iter().position(|n| n == "tls").unwrap_or(usize::MAX);
+    let database = names
+        .iter()
+        .position(|n| n == "database")
+        .unwrap_or(usize::MAX);
+    let me = rows
+        .iter()
+        .find(|r| r[database].as_deref() == Some("pgbouncer"))
+        .expect("the console lists itself");
+    assert_eq!(me[tls].as_deref(), Some("TLS"));
+}
+
+#[tokio::test]
+async fn md5_logins_reach_the_console_where_md5_is_allowed() {
+    let mut config = console_config(pg());
+    config.auth.allow_md5 = true;
+    let handle = start_proxy(config).await;
+    // RawClient answers whichever challenge comes: with allow_md5 and a plaintext password it
+    // is md5, so this login goes the md5 way.
+    let mut raw = RawClient::login(handle.client_addr(), OPS_USER, OPS_PASSWORD, "pgferry").await;
+    let mut query = bytes::BytesMut::new();
+    frontend::query(&mut query, "SHOW VERSION");
+    raw.send(&query).await;
+    assert_eq!(raw.read_until_ready().await, [b'T', b'D', b'C', b'Z']);
+}

@@ -4,58 +4,9 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::console::*;
 use support::probe::*;
 use support::*;
-use tokio_postgres::SimpleQueryMessage;
-
-/// The rows of a simple_query as (column names, rows of text cells).
-fn simple_rows(messages: &[SimpleQueryMessage]) -> (Vec<String>, Vec<Vec<Option<String>>>) {
-    let mut names = Vec::new();
-    let mut rows = Vec::new();
-    for message in messages {
-        match message {
-            SimpleQueryMessage::RowDescription(columns) => {
-                names = columns.iter().map(|c| c.name().to_string()).collect();
-            }
-            SimpleQueryMessage::Row(row) => {
-                rows.push(
-                    (0..row.len())
-                        .map(|i| row.get(i).map(str::to_string))
-                        .collect(),
-                );
-            }
-            _ => {}
-        }
-    }
-    (names, rows)
-}
-
-/// Runs psql against the console (blocking, so on a blocking thread: the proxy runs on this
-/// test's runtime). Returns stdout, panicking with stderr on failure.
-async fn psql(addr: std::net::SocketAddr, user: &str, password: &str, sql: &str) -> String {
-    let (user, password, sql) = (user.to_string(), password.to_string(), sql.to_string());
-    tokio::task::spawn_blocking(move || {
-        let output = Command::new(pg_bin("psql"))
-            .env("PGHOST", addr.ip().to_string())
-            .env("PGPORT", addr.port().to_string())
-            .env("PGUSER", &user)
-            .env("PGPASSWORD", &password)
-            .env("PGDATABASE", "pgbouncer")
-            .env("PGSSLMODE", "disable")
-            .args(["-X", "-A", "-F", "|", "-c", &sql])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run psql: {e}"));
-        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "psql failed: {stdout}\n{stderr}");
-        stdout
-    })
-    .await
-    .expect("psql thread")
-}
 
 #[tokio::test]
 async fn show_version_answers_on_both_console_names() {
@@ -242,146 +193,6 @@ async fn extended_protocol_is_refused_and_the_session_recovers_at_sync() {
     assert_eq!(reply.table().rows.len(), 1);
 }
 
-/// PgBouncer 1.25's columns and type OIDs (25 text, 23 int4, 1700 numeric).
-fn expected_columns(show: &str) -> Vec<(&'static str, u32)> {
-    const T: u32 = 25;
-    const I: u32 = 23;
-    const N: u32 = 1700;
-    let stats = [
-        "server_assignment_count",
-        "xact_count",
-        "query_count",
-        "bytes_received",
-        "bytes_sent",
-        "xact_time",
-        "query_time",
-        "wait_time",
-        "client_parse_count",
-        "server_parse_count",
-        "bind_count",
-    ];
-    let with_db = |names: Vec<&'static str>| {
-        std::iter::once(("database", T))
-            .chain(names.into_iter().map(|n| (n, N)))
-            .collect::<Vec<_>>()
-    };
-    match show {
-        "POOLS" => {
-            let mut c = vec![("database", T), ("user", T)];
-            for n in [
-                "cl_active",
-                "cl_waiting",
-                "cl_active_cancel_req",
-                "cl_waiting_cancel_req",
-                "sv_active",
-                "sv_active_cancel",
-                "sv_being_canceled",
-                "sv_idle",
-                "sv_used",
-                "sv_tested",
-                "sv_login",
-                "maxwait",
-                "maxwait_us",
-            ] {
-                c.push((n, I));
-            }
-            c.extend([("pool_mode", T), ("load_balance_hosts", T)]);
-            c
-        }
-        "DATABASES" => vec![
-            ("name", T),
-            ("host", T),
-            ("port", I),
-            ("database", T),
-            ("force_user", T),
-            ("pool_size", I),
-            ("min_pool_size", I),
-            ("reserve_pool_size", I),
-            ("server_lifetime", I),
-            ("pool_mode", T),
-            ("load_balance_hosts", T),
-            ("max_connections", I),
-            ("current_connections", I),
-            ("max_client_connections", I),
-            ("current_client_connections", I),
-            ("paused", I),
-            ("disabled", I),
-        ],
-        "USERS" => vec![
-            ("name", T),
-            ("pool_size", T),
-            ("reserve_pool_size", T),
-            ("pool_mode", T),
-            ("max_user_connections", I),
-            ("current_connections", I),
-            ("max_user_client_connections", I),
-            ("current_client_connections", I),
-        ],
-        "CLIENTS" | "SERVERS" => vec![
-            ("type", T),
-            ("user", T),
-            ("database", T),
-            ("replication", T),
-            ("state", T),
-            ("addr", T),
-            ("port", I),
-            ("local_addr", T),
-            ("local_port", I),
-            ("connect_time", T),
-            ("request_time", T),
-            ("wait", I),
-            ("wait_us", I),
-            ("close_needed", I),
-            ("ptr", T),
-            ("link", T),
-            ("remote_pid", I),
-            ("tls", T),
-            ("application_name", T),
-            ("prepared_statements", I),
-            ("id", I),
-        ],
-        "CONFIG" => vec![("key", T), ("value", T), ("default", T), ("changeable", T)],
-        "LISTS" => vec![("list", T), ("items", I)],
-        "VERSION" => vec![("version", T)],
-        "STATS_TOTALS" => with_db(stats.to_vec()),
-        "STATS_AVERAGES" => {
-            let mut names = stats.to_vec();
-            names[8] = "avg_client_parse_count";
-            names[9] = "avg_server_parse_count";
-            names[10] = "avg_bind_count";
-            with_db(names)
-        }
-        "STATS" => {
-            let total = |n: &str| match n {
-                "bytes_received" => "total_received".to_string(),
-                "bytes_sent" => "total_sent".to_string(),
-                n => format!("total_{n}"),
-            };
-            let avg = |n: &str| match n {
-                "bytes_received" => "avg_recv".to_string(),
-                "bytes_sent" => "avg_sent".to_string(),
-                n => format!("avg_{n}"),
-            };
-            let names: Vec<&'static str> = stats
-                .iter()
-                .map(|n| total(n))
-                .chain(stats.iter().map(|n| avg(n)))
-                .map(|n| &*Box::leak(n.into_boxed_str()))
-                .collect();
-            with_db(names)
-        }
-        "PINS" => vec![
-            ("client", I),
-            ("user", T),
-            ("database", T),
-            ("reasons", T),
-            ("since", T),
-        ],
-        "PREPARED" => vec![("name", T), ("query", T), ("clients", I)],
-        other => panic!("no expectation for SHOW {other}"),
-    }
-}
-
 #[tokio::test]
 async fn every_show_has_pgbouncers_columns_in_order_with_their_type_oids() {
     let handle = start_proxy(console_config(pg())).await;
@@ -421,44 +232,6 @@ async fn every_show_has_pgbouncers_columns_in_order_with_their_type_oids() {
             assert_eq!(row.len(), table.columns.len(), "SHOW {show} row {row:?}");
         }
     }
-}
-
-/// Polls `SHOW <what>` until `done` holds for its table (bounded: 10 s).
-async fn show_until(
-    console: &mut ConsoleClient,
-    what: &str,
-    done: impl Fn(&Table) -> bool,
-) -> Table {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let table = console.query(&format!("SHOW {what}")).await.table().clone();
-        if done(&table) {
-            return table;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "SHOW {what} never matched: {table:?}"
-        );
-        tokio::task::yield_now().await;
-    }
-}
-
-async fn named_client(handle: &pgferry::ProxyHandle, name: &str) -> tokio_postgres::Client {
-    let config = format!(
-        "{} application_name={name}",
-        conn_string(
-            handle.client_addr(),
-            APP_USER,
-            APP_PASSWORD,
-            APP_DB,
-            "disable"
-        )
-    );
-    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
-        .await
-        .expect("login through pgferry");
-    tokio::spawn(connection);
-    client
 }
 
 #[tokio::test]
@@ -637,6 +410,7 @@ async fn show_prepared_lists_a_named_statement_and_its_client() {
         .unwrap_or_default()
         .starts_with("pgf_"));
     assert_eq!(prepared.cell(row, "clients"), Some("1"));
+    assert_eq!(prepared.cell(row, "backends"), Some("1"));
     let clients = console.query("SHOW CLIENTS").await.table().clone();
     assert_eq!(
         clients.int("application_name", "preparer", "prepared_statements"),
@@ -724,4 +498,47 @@ async fn psql_shows_pools_and_clients() {
     );
     let clients = psql(addr, OPS_USER, OPS_PASSWORD, "show clients;").await;
     assert!(clients.contains("|psql-visible|"), "{clients}");
+}
+
+#[tokio::test]
+async fn the_console_follows_the_tls_rules_of_the_client_port() {
+    let dir = pg().scratch_dir("console-tls");
+    let (cert, key, ca) = proxy_cert(&dir);
+    let mut config = console_config(pg());
+    config.tls.mode = pgferry::config::ClientTlsMode::Require;
+    config.tls.cert_file = Some(cert);
+    config.tls.key_file = Some(key);
+    let handle = start_proxy(config).await;
+    let addr = handle.client_addr();
+    let plain = connect(addr, OPS_USER, OPS_PASSWORD, "pgbouncer").await;
+    let message = expect_sqlstate(plain, "28000");
+    assert!(message.contains("requires TLS"), "{message}");
+    let client = connect_tls(addr, OPS_USER, OPS_PASSWORD, "pgbouncer", &ca)
+        .await
+        .expect("console over TLS");
+    let (names, rows) = simple_rows(&client.simple_query("SHOW CLIENTS").await.unwrap());
+    let tls = names.iter().position(|n| n == "tls").unwrap_or(usize::MAX);
+    let database = names
+        .iter()
+        .position(|n| n == "database")
+        .unwrap_or(usize::MAX);
+    let me = rows
+        .iter()
+        .find(|r| r[database].as_deref() == Some("pgbouncer"))
+        .expect("the console lists itself");
+    assert_eq!(me[tls].as_deref(), Some("TLS"));
+}
+
+#[tokio::test]
+async fn md5_logins_reach_the_console_where_md5_is_allowed() {
+    let mut config = console_config(pg());
+    config.auth.allow_md5 = true;
+    let handle = start_proxy(config).await;
+    // RawClient answers whichever challenge comes: with allow_md5 and a plaintext password it
+    // is md5, so this login goes the md5 way.
+    let mut raw = RawClient::login(handle.client_addr(), OPS_USER, OPS_PASSWORD, "pgferry").await;
+    let mut query = bytes::BytesMut::new();
+    frontend::query(&mut query, "SHOW VERSION");
+    raw.send(&query).await;
+    assert_eq!(raw.read_until_ready().await, [b'T', b'D', b'C', b'Z']);
 }

@@ -19,6 +19,7 @@
 //! again on every backend whose copy is older than the name.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use std::fmt;
 
@@ -32,12 +33,15 @@ impl fmt::Display for StatementId {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Slot {
     tick: u64,
     stale: bool,
     /// Generation of the statement when this copy was prepared.
     generation: u64,
+    /// A clone of the statement's copy counter (see [`ServerPrepared::hold`]); dropped with
+    /// the slot, so the counter follows evictions, clears and closed connections by itself.
+    copy: Option<Arc<()>>,
 }
 
 /// Statements prepared on one backend connection, least recently used first.
@@ -70,13 +74,14 @@ impl ServerPrepared {
 
     /// Marks a usable statement as just used; false if it must be (re)prepared first.
     pub fn touch(&mut self, id: StatementId, generation: u64) -> bool {
-        let Some(slot) = self.slots.get(&id).copied() else {
+        let Some(slot) = self.slots.get(&id) else {
             return false;
         };
         if slot.stale || slot.generation < generation {
             return false;
         }
-        self.refresh(id, false, slot.generation);
+        let generation = slot.generation;
+        self.refresh(id, false, generation);
         true
     }
 
@@ -98,6 +103,18 @@ impl ServerPrepared {
         }
         self.refresh(id, false, generation);
         close
+    }
+
+    /// Ties `id`'s slot to the statement's copy counter (an `Arc` whose strong count, less
+    /// the statement's own, is how many backend connections hold it: SHOW PREPARED). Called
+    /// after [`ServerPrepared::insert`], on the rare path of preparing a statement on a
+    /// backend; a slot that has its clone keeps it.
+    pub fn hold(&mut self, id: StatementId, copies: &Arc<()>) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            if slot.copy.is_none() {
+                slot.copy = Some(Arc::clone(copies));
+            }
+        }
     }
 
     /// Records a statement that may or may not be on the server (a Close for it was skipped
@@ -144,19 +161,26 @@ impl ServerPrepared {
     }
 
     fn refresh(&mut self, id: StatementId, stale: bool, generation: u64) {
-        if let Some(old) = self.slots.get(&id) {
-            self.order.remove(&old.tick);
-        }
         self.tick += 1;
-        self.slots.insert(
-            id,
-            Slot {
-                tick: self.tick,
-                stale,
-                generation,
-            },
-        );
-        self.order.insert(self.tick, id);
+        let tick = self.tick;
+        match self.slots.get_mut(&id) {
+            Some(slot) => {
+                self.order.remove(&slot.tick);
+                slot.tick = tick;
+                slot.stale = stale;
+                slot.generation = generation;
+            }
+            None => {
+                let slot = Slot {
+                    tick,
+                    stale,
+                    generation,
+                    copy: None,
+                };
+                self.slots.insert(id, slot);
+            }
+        }
+        self.order.insert(tick, id);
     }
 
     fn pop_oldest(&mut self) -> Option<StatementId> {
@@ -241,5 +265,26 @@ mod tests {
         assert!(!set.contains(B, 0));
         assert_eq!(set.insert(C, 0), vec![A, B]);
         assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn held_copies_are_counted_until_evicted() {
+        let copies = std::sync::Arc::new(());
+        let mut set = ServerPrepared::new(1);
+        set.insert(A, 0);
+        set.hold(A, &copies);
+        set.hold(A, &copies);
+        assert!(set.touch(A, 0));
+        assert_eq!(
+            std::sync::Arc::strong_count(&copies),
+            2,
+            "one copy, held once"
+        );
+        assert_eq!(set.insert(B, 0), vec![A]);
+        assert_eq!(
+            std::sync::Arc::strong_count(&copies),
+            1,
+            "evicted copies are not counted"
+        );
     }
 }

@@ -368,7 +368,7 @@ impl Relay {
             self.pool.pinned_sessions_changed(1);
         }
         self.pins.push(reason);
-        self.gauge.pinned(reason.as_str());
+        self.entry.pinned(reason.as_str());
         self.pool.metrics.pinned(reason.as_str());
         self.ctx.metrics.pinned_session(reason.as_str(), 1);
         tracing::info!(
@@ -385,7 +385,7 @@ impl Relay {
         let before = self.pins.len();
         self.pins.retain(|r| *r != reason);
         if self.pins.len() < before {
-            self.gauge.unpinned(reason.as_str());
+            self.entry.unpinned(reason.as_str());
             self.ctx.metrics.pinned_session(reason.as_str(), -1);
             if self.pins.is_empty() {
                 self.pool.pinned_sessions_changed(-1);

@@ -14,6 +14,7 @@ mod params;
 pub mod park;
 pub mod prepared;
 mod refusal;
+mod registration;
 mod relay;
 mod reports;
 mod reset;
@@ -31,12 +32,13 @@ use tracing::Instrument;
 
 pub use expect::{ExpectQueue, Route};
 pub use params::{parse_options, ClientParams};
+pub(crate) use registration::{register, StreamFacts};
 
 use crate::admin;
 use crate::auth::UserStore;
 use crate::cancel::CancelRegistry;
 use crate::config::{ClientTlsMode, Config};
-use crate::metrics::{ClientState, LoginResult, Metrics, RejectReason};
+use crate::metrics::{LoginResult, Metrics, RejectReason};
 use crate::pool::{BackendPool, PoolRegistry};
 use crate::protocol::frame::FrameScanner;
 use crate::protocol::messages;
@@ -301,7 +303,7 @@ async fn welcome(
     ctx.metrics.login(LoginResult::Ok);
     let client = cancel.key().process_id;
     let facts = StreamFacts::of(&stream);
-    let gauge = register(ctx, &facts, &startup, Some(Arc::clone(&pool)), client);
+    let entry = register(ctx, &facts, &startup, Some(Arc::clone(&pool)), client);
     tracing::Span::current().record("client", client);
     tracing::debug!("client logged in");
     Some(Relay {
@@ -313,7 +315,7 @@ async fn welcome(
         held: None,
         params,
         cancel,
-        gauge,
+        entry,
         bytes_in: 0,
         bytes_out: 0,
         statements: prepared::ClientStatements::new(
@@ -324,52 +326,6 @@ async fn welcome(
         _admission: admission,
         timer: None,
     })
-}
-
-/// The socket facts the console shows, read once at login (two getsockname-like calls).
-pub(crate) struct StreamFacts {
-    pub peer: Option<std::net::SocketAddr>,
-    pub local: Option<std::net::SocketAddr>,
-    pub tls: bool,
-}
-
-impl StreamFacts {
-    pub(crate) fn of(stream: &ClientStream) -> Self {
-        StreamFacts {
-            peer: stream.peer_addr().ok(),
-            local: stream.local_addr().ok(),
-            tls: stream.is_tls(),
-        }
-    }
-}
-
-/// Registers a logged-in client with the console registry; the entry also counts it in
-/// `pgferry_client_connections` (idle at first).
-pub(crate) fn register(
-    ctx: &SessionContext,
-    facts: &StreamFacts,
-    startup: &StartupParams,
-    pool: Option<Arc<BackendPool>>,
-    id: i32,
-) -> admin::registry::ClientEntry {
-    let application_name = startup
-        .params
-        .iter()
-        .find(|(name, _)| name == "application_name")
-        .map_or_else(String::new, |(_, value)| value.clone());
-    let new = admin::registry::NewClient {
-        id,
-        user: startup.user.clone(),
-        database: startup.database.clone(),
-        pool,
-        peer: facts.peer,
-        local: facts.local,
-        tls: facts.tls,
-        application_name,
-    };
-    ctx.registry
-        .register(new)
-        .with_gauge(ctx.metrics.client_session(ClientState::Idle))
 }
 
 /// Completes the opening handshake only to refuse the client with 53300 (too many clients):

@@ -88,7 +88,7 @@ pub struct Relay {
     pub(super) params: ClientParams,
     pub(super) cancel: CancelSlot,
     /// The session's console registration; also counts it in `pgferry_client_connections`.
-    pub(super) gauge: ClientEntry,
+    pub(super) entry: ClientEntry,
     /// This client's named prepared statements (transaction mode).
     pub(super) statements: ClientStatements,
     /// Why this session keeps its backend (transaction mode); empty when not pinned.
@@ -482,9 +482,9 @@ impl Relay {
     /// Borrows a backend, points cancel requests at it and aligns its session settings.
     pub(super) async fn checkout(&mut self) -> Result<(), Exit> {
         let clock = &self.ctx.registry.clock;
-        self.gauge.set(ClientState::Waiting, clock);
+        self.entry.set(ClientState::Waiting, clock);
         let checkout = self.pool.checkout().await;
-        self.gauge.set(ClientState::Active, clock);
+        self.entry.set(ClientState::Active, clock);
         let checkout = checkout.map_err(|e| fatal(e.sqlstate(), &e.to_string()))?;
         let mut held = Held::new(checkout);
         let conn = held.conn();
@@ -519,8 +519,8 @@ impl Relay {
         if let Some(mut held) = self.held.take() {
             held.conn().mark_clean();
             held.give_back();
-            self.gauge.set(ClientState::Idle, &self.ctx.registry.clock);
-            self.gauge.set_prepared(self.statements.len());
+            self.entry.set(ClientState::Idle, &self.ctx.registry.clock);
+            self.entry.set_prepared(self.statements.len());
             self.flush_byte_counts();
         }
     }

@@ -13,20 +13,26 @@ use crate::pool::BackendPool;
 pub struct NewClient {
     /// The process id of the BackendKeyData pgferry gave the client (`client` in the logs).
     pub id: i32,
+    /// The user it logged in as (not the pool's backend user).
     pub user: String,
     /// The database the client asked for (a pool's name, or `pgbouncer` / `pgferry`).
     pub database: String,
     /// The pool serving it; `None` for console sessions.
     pub pool: Option<Arc<BackendPool>>,
+    /// The client's address (None if the socket could not tell).
     pub peer: Option<SocketAddr>,
+    /// pgferry's address of the connection.
     pub local: Option<SocketAddr>,
+    /// Whether the session is encrypted.
     pub tls: bool,
     /// From the startup packet (later `SET application_name` is not followed).
     pub application_name: String,
 }
 
-/// A registered client. Immutable facts plus a few atomics the session updates.
+/// A registered client: the facts of [`NewClient`] (boxed strings: every idle client carries
+/// one of these), plus a few atomics the session updates.
 pub struct ClientInfo {
+    /// See [`NewClient`] for these fields.
     pub id: i32,
     pub user: Box<str>,
     pub database: Box<str>,
@@ -35,6 +41,7 @@ pub struct ClientInfo {
     pub local: Option<SocketAddr>,
     pub tls: bool,
     pub application_name: Box<str>,
+    /// When the login completed.
     pub connected_at: SystemTime,
     /// `ClientState as u8`.
     state: AtomicU8,
@@ -167,5 +174,45 @@ impl Drop for ClientEntry {
         if let Some(registry) = self.registry.upgrade() {
             registry.remove(self.info.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle client carries one: growth here is memory per client (see benches).
+    #[test]
+    fn a_client_record_stays_small() {
+        let size = std::mem::size_of::<ClientInfo>();
+        assert!(size <= 192, "ClientInfo is {size} bytes");
+    }
+
+    #[test]
+    fn entries_unregister_when_dropped_and_mirror_state() {
+        let registry = Registry::new();
+        let new = |id| NewClient {
+            id,
+            user: "app".into(),
+            database: "appdb".into(),
+            pool: None,
+            peer: None,
+            local: None,
+            tls: false,
+            application_name: String::new(),
+        };
+        let mut a = registry.register(new(1));
+        let b = registry.register(new(2));
+        a.set(ClientState::Waiting, &registry.clock);
+        a.pinned("listen");
+        let found = registry
+            .client(1)
+            .map(|c| (c.snapshot().state, c.pins().len()));
+        assert_eq!(found, Some((ClientState::Waiting, 1)));
+        drop(b);
+        let ids: Vec<i32> = registry.clients().iter().map(|c| c.id).collect();
+        assert_eq!(ids, [1]);
+        drop(a);
+        assert_eq!(registry.client_count(), 0);
     }
 }

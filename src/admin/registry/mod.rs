@@ -58,6 +58,11 @@ impl Registry {
         clients
     }
 
+    /// The client with this id (the process id of its BackendKeyData), if it is still here.
+    pub fn client(&self, id: i32) -> Option<Arc<ClientInfo>> {
+        self.lock().get(&id).cloned()
+    }
+
     /// How many clients are registered.
     pub fn client_count(&self) -> usize {
         self.lock().len()

@@ -12,8 +12,11 @@ use std::time::SystemTime;
 pub struct ServerInfo {
     /// `ServerConn::id`.
     pub id: u64,
+    /// The backend's address.
     pub peer: Option<SocketAddr>,
+    /// pgferry's address of the connection.
     pub local: Option<SocketAddr>,
+    /// Whether the connection is encrypted.
     pub tls: bool,
     /// The backend's process id (from its BackendKeyData).
     pub remote_pid: i32,

@@ -41,10 +41,16 @@ pub fn pins(ctx: &SessionContext, out: &mut BytesMut) {
     result::write_table(out, PINS, &rows);
 }
 
-const PREPARED: &[Column] = &[text("name"), text("query"), int4("clients")];
+const PREPARED: &[Column] = &[
+    text("name"),
+    text("query"),
+    int4("clients"),
+    int4("backends"),
+];
 
 /// SHOW PREPARED: the process-wide cache of named prepared statements: the server-side name,
-/// the start of the text, and how many client statement names map to it now.
+/// the start of the text, how many client statement names map to it and how many backend
+/// connections have it prepared now.
 pub fn prepared(ctx: &SessionContext, out: &mut BytesMut) {
     let rows: Vec<Vec<Cell>> = ctx
         .statements
@@ -55,7 +61,8 @@ pub fn prepared(ctx: &SessionContext, out: &mut BytesMut) {
             let prefix: String = text.chars().take(QUERY_PREFIX_CHARS).collect();
             // Held by the cache, by this listing, and by each client name using it.
             let clients = std::sync::Arc::strong_count(s).saturating_sub(2);
-            vec![s.id.to_string().into(), prefix.into(), clients.into()]
+            let name = s.id.to_string().into();
+            vec![name, prefix.into(), clients.into(), s.backends().into()]
         })
         .collect();
     result::write_table(out, PREPARED, &rows);

@@ -37,6 +37,9 @@ pub struct CachedStatement {
     /// The Close frame of that server statement (sent before every client Parse of a text
     /// already prepared on the backend), built once too.
     pub close_frame_for_server: Bytes,
+    /// One clone per backend connection that prepared it (see `ServerPrepared::hold`):
+    /// `strong_count - 1` is that number, for SHOW PREPARED.
+    pub copies: Arc<()>,
     /// The text is `DEALLOCATE ALL` or `DISCARD ALL`: executing it drops every prepared
     /// statement of the session (see `planner::reset_statements`).
     pub resets_statements: bool,
@@ -59,9 +62,15 @@ impl CachedStatement {
             oids: oids.into(),
             parse_frame_for_server,
             close_frame_for_server,
+            copies: Arc::new(()),
             resets_statements,
             generation: AtomicU64::new(0),
         })
+    }
+
+    /// How many backend connections hold this statement now.
+    pub fn backends(&self) -> usize {
+        Arc::strong_count(&self.copies).saturating_sub(1)
     }
 
     /// The current generation (see the field's doc).

@@ -312,6 +312,7 @@ fn prepare(
     with_parse: bool,
 ) -> Result<(Vec<Injected>, Undo), MsgError> {
     let closed = server.insert(statement.id, generation);
+    server.hold(statement.id, &statement.copies);
     let close = |id: &StatementId| match *id == statement.id {
         // Its own copy (a client Parse, a stale plan): the frame is built once per entry.
         true => Ok(statement.close_frame_for_server.clone()),

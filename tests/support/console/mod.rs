@@ -2,12 +2,18 @@
 //! welcome, and decodes replies into tables with their column names and type OIDs (which
 //! tokio-postgres' `simple_query` does not expose).
 
+mod columns;
+mod helpers;
+
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use pgferry::config::{Config, Credential, UserConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+pub use columns::expected_columns;
+pub use helpers::{named_client, psql, show_until, simple_rows};
 
 use super::probe::{frontend, read_message, startup_message};
 use super::{proxy_config, PgServer};

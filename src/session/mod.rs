@@ -36,7 +36,7 @@ use crate::auth::UserStore;
 use crate::cancel::CancelRegistry;
 use crate::config::{ClientTlsMode, Config};
 use crate::metrics::{ClientState, LoginResult, Metrics, RejectReason};
-use crate::pool::{BackendPool, PoolRegistry};
+use crate::pool::{BackendPool, PoolRegistry, UserAdmission};
 use crate::protocol::frame::FrameScanner;
 use crate::protocol::messages;
 use crate::protocol::startup::{Inbox, StartupLimits, StartupParams};
@@ -137,7 +137,14 @@ pub async fn run_client(
 /// A client that passed authentication, with the pool it is routed to and whatever it sent
 /// behind its last login message that the login read (normally nothing: see
 /// [`login::authenticate`]).
-type LoggedIn = (ClientStream, StartupParams, Arc<BackendPool>, BytesMut);
+type LoggedIn = (ClientStream, StartupParams, Admitted, BytesMut);
+
+/// The pool a logged-in client is routed to, and its place under its user's
+/// `max_client_connections` (held for the session's life).
+pub(crate) struct Admitted {
+    pub pool: Arc<BackendPool>,
+    pub user: UserAdmission,
+}
 
 async fn open_session(tcp: TcpStream, ctx: &Arc<SessionContext>) -> Option<LoggedIn> {
     match handshake::open(tcp, ctx).await {
@@ -177,6 +184,17 @@ async fn log_in(
             return None;
         }
     };
+    let user = match ctx.pools.admit_client(&startup.user) {
+        Ok(user) => user,
+        Err(over) => {
+            ctx.metrics.client_rejected(RejectReason::MaxUserClients);
+            tracing::info!(user = %startup.user, limit = over.limit, "client over its user's limit");
+            let code = crate::protocol::sqlstate::TOO_MANY_CONNECTIONS;
+            handshake::refuse(&mut stream, ctx, Some(&startup), code, &over.to_string()).await;
+            return None;
+        }
+    };
+    let pool = Admitted { pool, user };
     // An empty inbox is dropped: the relay takes a read buffer only when bytes arrive.
     let early = inbox.into_pending();
     let early = if early.is_empty() {
@@ -209,11 +227,12 @@ async fn authenticate_and_route(
 async fn welcome(
     mut stream: ClientStream,
     startup: StartupParams,
-    pool: Arc<BackendPool>,
+    admitted: Admitted,
     ctx: &Arc<SessionContext>,
     admission: OwnedSemaphorePermit,
     early: BytesMut,
 ) -> Option<Relay> {
+    let Admitted { pool, user } = admitted;
     let baseline = match pool.baseline_params() {
         Some(baseline) => baseline,
         None => match pool.checkout().await {
@@ -280,6 +299,7 @@ async fn welcome(
         pins: Vec::new(),
         signals: ctx.signals.clone(),
         _admission: admission,
+        _user_admission: user,
         timer: None,
     })
 }

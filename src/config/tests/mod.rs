@@ -3,6 +3,7 @@
 mod cli;
 mod example;
 mod file;
+mod limits;
 mod pooling;
 mod quick;
 mod validate;

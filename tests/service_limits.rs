@@ -423,3 +423,24 @@ async fn build_info_and_connect_results_are_exported() {
     assert_eq!(connects("downdb", "error"), 1.0);
     assert_eq!(connects("downdb", "ok"), 0.0);
 }
+
+#[tokio::test]
+async fn a_client_held_up_by_the_database_cap_is_told_so() {
+    let mut config = config();
+    config.databases[0].max_db_connections = Some(1);
+    config.limits.query_wait_timeout = Duration::from_millis(300);
+    let handle = start_proxy(config).await;
+    let app = client(&handle, APP_USER).await;
+    app.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    // The other user's pool has room, but the database's one connection is in a transaction.
+    let refused = connect(handle.client_addr(), OTHER_USER, OTHER_PASSWORD, APP_DB).await;
+    let message = expect_sqlstate(refused, "53300");
+    assert_eq!(
+        message,
+        "no backend connection available within 0.3 s (database \"appdb\" is at its \
+         max_db_connections = 1, shared by all its pools)"
+    );
+    app.batch_execute("COMMIT").await.unwrap();
+    let other = client(&handle, OTHER_USER).await;
+    other.batch_execute("SELECT 1").await.unwrap();
+}

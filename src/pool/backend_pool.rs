@@ -36,6 +36,12 @@ pub enum CheckoutError {
         pool_size: u32,
         waited: Duration,
     },
+    #[error("no backend connection available within {} s (database \"{database}\" is at its max_db_connections = {cap}, shared by all its pools)", .waited.as_secs_f64())]
+    DatabaseCapReached {
+        database: String,
+        cap: u32,
+        waited: Duration,
+    },
     #[error("{message}")]
     Backend {
         sqlstate: &'static str,
@@ -47,7 +53,9 @@ impl CheckoutError {
     /// The SQLSTATE the client receives.
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            CheckoutError::Exhausted { .. } => sqlstate::TOO_MANY_CONNECTIONS,
+            CheckoutError::Exhausted { .. } | CheckoutError::DatabaseCapReached { .. } => {
+                sqlstate::TOO_MANY_CONNECTIONS
+            }
             CheckoutError::Backend { sqlstate, .. } => sqlstate,
         }
     }
@@ -238,6 +246,18 @@ impl BackendPool {
     }
 
     fn exhausted(&self) -> CheckoutError {
+        // Rare path: the pool's lock is fine here. With room in the pool, the cap held it up.
+        if let Some(cap) = self
+            .slots
+            .cap()
+            .filter(|_| self.slots.occupancy().open < self.size())
+        {
+            return CheckoutError::DatabaseCapReached {
+                database: self.database.clone(),
+                cap: cap.limit(),
+                waited: self.query_wait_timeout,
+            };
+        }
         CheckoutError::Exhausted {
             database: self.database.clone(),
             pool_size: self.size(),

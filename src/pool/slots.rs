@@ -225,7 +225,12 @@ impl<C: PoolConn> Slots<C> {
     /// A free place when the pool has one (for keeping `min_pool_size` connections warm).
     pub fn take_free_place(self: &Arc<Self>) -> Option<Slot<C>> {
         let mut state = self.lock();
-        let room = state.open < state.size && self.cap.as_ref().is_none_or(|c| c.try_take(false));
+        // Warming never takes a unit of a pressed cap: a client of another pool needs it more.
+        let room = state.open < state.size
+            && self
+                .cap
+                .as_ref()
+                .is_none_or(|c| !c.is_pressed() && c.try_take(false));
         room.then(|| {
             state.open += 1;
             self.armed_slot()
@@ -265,6 +270,11 @@ impl<C: PoolConn> Slots<C> {
         drop(state);
         self.return_to_cap(reaped.len() as u32);
         reaped
+    }
+
+    /// The database's cap this pool is under, if any.
+    pub fn cap(&self) -> Option<&Arc<DbCap<C>>> {
+        self.cap.as_ref()
     }
 
     /// The deadline of the longest-waiting live client, if any (its age for metrics).

@@ -99,6 +99,8 @@ impl<C: PoolConn> DbCap<C> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The live member pools. Collected (one small allocation) so that no lock is held while
+    /// each pool's lock is taken; called only while the cap is pressed or on connection close.
     fn members(&self) -> impl Iterator<Item = Arc<Slots<C>>> {
         let members = self.members.read().unwrap_or_else(PoisonError::into_inner);
         members
@@ -116,6 +118,19 @@ impl<C: PoolConn> DbCap<C> {
 
     pub(super) fn is_pressed(&self) -> bool {
         self.pressed.load(Ordering::Relaxed)
+    }
+
+    fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// Clears `pressed` if no client hit the cap since `epoch` was read and the cap is not
+    /// exceeded: the caller has just seen that nobody waits.
+    fn unpress_if_quiet(&self, epoch: u64) {
+        let state = self.lock();
+        if state.epoch == epoch && state.open <= state.limit {
+            self.pressed.store(false, Ordering::Relaxed);
+        }
     }
 
     fn over_limit(&self) -> bool {
@@ -211,8 +226,13 @@ pub(super) fn keep_idle_under_pressure<C: PoolConn>(slot: Slot<C>, conn: C) {
     let Some(cap) = slots.cap.clone() else {
         return slot.keep_local(conn);
     };
+    let epoch = cap.epoch();
     let own = slots.oldest_deadline();
     let other = cap.earliest_waiting(Some(&slots));
+    if own.is_none() && other.is_none() {
+        // Nobody waits any more: back to the fast path (unless a client hit the cap meanwhile).
+        cap.unpress_if_quiet(epoch);
+    }
     let serve_other = match (&other, own) {
         (Some((theirs, _)), Some(ours)) => *theirs < ours,
         (Some(_), None) => true,

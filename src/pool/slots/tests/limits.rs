@@ -229,3 +229,35 @@ fn random_traffic_over_capped_pools_leaks_no_place_and_no_unit() {
     assert_eq!(cap.open(), 0);
     assert!(pools.iter().all(|p| p.occupancy().open == 0));
 }
+
+#[test]
+fn the_cap_unpresses_once_nobody_waits_so_checkins_take_the_fast_path_again() {
+    let cap = DbCap::new(1);
+    let (a, b) = (capped(&cap, 5), capped(&cap, 5));
+    let a1 = open(&a, 1);
+    let gave_up = queued(&b);
+    assert!(cap.is_pressed());
+    drop(gave_up);
+    a1.give_back();
+    assert!(!cap.is_pressed(), "nobody waits: unpressed");
+    assert_eq!(a.occupancy(), occupancy(1, 1, 0), "kept idle in its pool");
+    assert!(b.take_free_place().is_none(), "the cap is full");
+    let Take::Now(Grant::Conn(again)) = a.take(later()) else {
+        panic!("the idle connection is reused");
+    };
+    drop(again);
+    assert_eq!(cap.open(), 0);
+}
+
+#[test]
+fn warming_takes_no_unit_while_a_client_waits_for_the_cap() {
+    let cap = DbCap::new(2);
+    let (a, b) = (capped(&cap, 5), capped(&cap, 5));
+    let _a1 = open(&a, 1);
+    let _a2 = open(&a, 2);
+    let _waiting = queued(&b);
+    drop(_a1);
+    // The freed unit went to b's client; a's warming finds nothing while the cap is pressed.
+    assert_eq!(b.occupancy().open, 1);
+    assert!(a.take_free_place().is_none());
+}

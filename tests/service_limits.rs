@@ -75,6 +75,33 @@ async fn server_backends(dbname: &str) -> i64 {
     row.get(0)
 }
 
+/// Waits until the server counts at most `n` client backends on `dbname`: a backend pgferry
+/// closed leaves pg_stat_activity a moment later (its process exits asynchronously).
+async fn settles_at_most(dbname: &str, n: i64) {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let count = server_backends(dbname).await;
+        if count <= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} backends on {dbname}, cap {n}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Backend connections pgferry holds for `APP_DB`, all pools and states together.
+fn proxy_backends(handle: &pgferry::ProxyHandle) -> f64 {
+    let text = handle.metrics().encode();
+    text.lines()
+        .filter(|l| l.starts_with("pgferry_server_connections{"))
+        .filter(|l| l.contains(&format!("database=\"{APP_DB}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[tokio::test]
 async fn a_users_pool_size_caps_its_own_pool_only() {
     let mut config = config();
@@ -275,13 +302,14 @@ async fn the_database_cap_bounds_all_pools_on_the_server_fairly() {
     let text = handle.metrics().encode();
     assert_eq!(metric(&text, &servers(APP_USER, "idle")), 1.0);
     assert_eq!(metric(&text, &servers(OTHER_USER, "idle")), 1.0);
-    assert!(server_backends(dbname).await <= 2);
+    settles_at_most(dbname, 2).await;
 
     // FIFO across pools: both places busy in app's pool; an `other` client queues first,
     // then an app client; the first connection returned goes to the `other` client.
     a1.batch_execute("BEGIN; SELECT 1").await.unwrap();
     a2.batch_execute("BEGIN; SELECT 1").await.unwrap();
-    assert_eq!(server_backends(dbname).await, 2);
+    settles_at_most(dbname, 2).await;
+    assert_eq!(proxy_backends(&handle), 2.0);
     let (done_tx, mut done) = mpsc::unbounded_channel();
     let queue = |c: tokio_postgres::Client, tag: &'static str| {
         let done_tx = done_tx.clone();
@@ -318,7 +346,7 @@ async fn the_database_cap_bounds_all_pools_on_the_server_fairly() {
     assert_eq!(second, Some("app"));
     a2.batch_execute("COMMIT").await.unwrap();
     let _ = (other_wait.await.unwrap(), app_wait.await.unwrap());
-    assert!(server_backends(dbname).await <= 2);
+    settles_at_most(dbname, 2).await;
     let text = handle.metrics().encode();
     assert_eq!(
         metric(
@@ -443,4 +471,80 @@ async fn a_client_held_up_by_the_database_cap_is_told_so() {
     app.batch_execute("COMMIT").await.unwrap();
     let other = client(&handle, OTHER_USER).await;
     other.batch_execute("SELECT 1").await.unwrap();
+}
+
+#[tokio::test]
+async fn two_users_hammering_a_capped_database_never_exceed_it_and_both_progress() {
+    let dbname = "limits_stress";
+    let mut config = own_database(dbname).await;
+    config.databases[0].max_db_connections = Some(3);
+    let handle = Arc::new(start_proxy(config).await);
+    let stop = Arc::new(AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let user = if i % 2 == 0 { APP_USER } else { OTHER_USER };
+        let c = client(&handle, user).await;
+        let stop = Arc::clone(&stop);
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u32;
+            while stop.load(Ordering::Relaxed) == 0 {
+                c.batch_execute("BEGIN; SELECT pg_sleep(0.002); COMMIT")
+                    .await
+                    .unwrap();
+                done += 1;
+            }
+            (user, done)
+        }));
+    }
+    // While they run, pgferry never holds more than the cap (checked at every scrape).
+    let txns = |user: &str| {
+        metric(
+            &handle.metrics().encode(),
+            &series("pgferry_transactions_total", user),
+        )
+    };
+    let deadline = Instant::now() + BOUND;
+    while txns(APP_USER) < 100.0 || txns(OTHER_USER) < 100.0 {
+        assert!(Instant::now() < deadline, "both users must progress");
+        let held = proxy_backends(&handle);
+        assert!(held <= 3.0, "pgferry holds {held} backends, cap 3");
+        tokio::task::yield_now().await;
+    }
+    stop.store(1, Ordering::Relaxed);
+    for task in tasks {
+        let (_user, done) = task.await.unwrap();
+        assert!(done > 0, "every client was served");
+    }
+    settles_at_most(dbname, 3).await;
+    let text = handle.metrics().encode();
+    let timeouts =
+        |user: &str| metric(&text, &series("pgferry_pool_checkout_timeouts_total", user));
+    assert_eq!((timeouts(APP_USER), timeouts(OTHER_USER)), (0.0, 0.0));
+}
+
+#[tokio::test]
+async fn with_a_backend_user_the_shared_pool_takes_that_users_limits() {
+    let mut config = config();
+    config.databases[0].backend_user = Some(OTHER_USER.into());
+    config.databases[0].backend_password = Some(OTHER_PASSWORD.into());
+    config.users[1].limits.pool_size = Some(1);
+    config.users[0].limits.max_client_connections = Some(1);
+    config.limits.query_wait_timeout = Duration::from_millis(300);
+    let handle = start_proxy(config).await;
+    let text = handle.metrics().encode();
+    assert_eq!(
+        metric(&text, &series("pgferry_pool_max_connections", OTHER_USER)),
+        1.0
+    );
+    assert!(!text.contains(&series("pgferry_pool_max_connections", APP_USER)));
+
+    // app's client uses the backend user's pool of 1; the client limit is still app's own.
+    let app = client(&handle, APP_USER).await;
+    app.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let refused = connect(handle.client_addr(), APP_USER, APP_PASSWORD, APP_DB).await;
+    expect_sqlstate(refused, "53300");
+    let other = client(&handle, OTHER_USER).await;
+    let waited = other.batch_execute("SELECT 1").await;
+    let message = expect_sqlstate(waited, "53300");
+    assert!(message.contains("pool of 1"), "{message}");
 }

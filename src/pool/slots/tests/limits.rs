@@ -261,3 +261,38 @@ fn warming_takes_no_unit_while_a_client_waits_for_the_cap() {
     assert_eq!(b.occupancy().open, 1);
     assert!(a.take_free_place().is_none());
 }
+
+#[test]
+fn even_pools_serve_their_own_queues_rather_than_swap_backends() {
+    let cap = DbCap::new(2);
+    let (a, b) = (capped(&cap, 5), capped(&cap, 5));
+    let a1 = open(&a, 1);
+    let _b1 = open(&b, 2);
+    let mut b_first = queued_until(&b, at(10));
+    let a_later = queued_until(&a, at(20));
+    a1.give_back();
+    let (id, _a) = lent_id(received(a_later));
+    assert_eq!(id, 1, "one connection each: a keeps its own");
+    assert!(b_first.try_recv().is_err(), "b's next return serves it");
+    assert_eq!(cap.open(), 2);
+}
+
+#[test]
+fn a_pool_holding_two_more_gives_one_up_to_an_older_client_elsewhere() {
+    let cap = DbCap::new(4);
+    let (a, b) = (capped(&cap, 5), capped(&cap, 5));
+    let [a1, a2, _a3] = [1, 2, 3].map(|id| open(&a, id));
+    let _b1 = open(&b, 4);
+    let mut b_first = queued_until(&b, at(10));
+    let a_later = queued_until(&a, at(20));
+    a1.give_back();
+    let _b2 = opened(received(b_first), 5);
+    assert_eq!((a.occupancy().open, b.occupancy().open), (2, 2));
+    // Now even: the next return stays in a, though b's new client is older.
+    b_first = queued_until(&b, at(15));
+    a2.give_back();
+    let (id, _a) = lent_id(received(a_later));
+    assert_eq!(id, 2);
+    assert!(b_first.try_recv().is_err());
+    assert_eq!(cap.open(), 4);
+}

@@ -54,6 +54,21 @@ impl UserClients {
         UserClients { users }
     }
 
+    /// The counts for a reloaded configuration: a user that stays keeps its counter (its live
+    /// sessions stay counted) with the new limit; a new user starts at zero; a removed user's
+    /// sessions release a counter nobody reads any more.
+    pub fn reconfigured(&self, config: &Config) -> UserClients {
+        let mut next = UserClients::from_config(config);
+        for (name, count) in &mut next.users {
+            if let Some(kept) = self.users.get(name) {
+                let limit = count.limit.load(Ordering::Relaxed);
+                kept.limit.store(limit, Ordering::Relaxed);
+                *count = Arc::clone(kept);
+            }
+        }
+        next
+    }
+
     /// Counts a new session of `user`, or refuses it if the user is at its limit. Users
     /// unknown here (none after authentication) are not counted.
     pub fn admit(&self, user: &str) -> Result<UserAdmission, UserLimitError> {
@@ -137,5 +152,27 @@ mod tests {
         assert!(!users.set_limit("nobody", Some(1)));
         drop(held);
         assert_eq!(users.current("svc"), 0);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_live_counts_of_users_that_stay() {
+        let users = clients(Some(2));
+        let held = users.admit("svc").unwrap();
+        let mut config = Config::minimal();
+        let mut svc = UserConfig::new("svc", Credential::Plain("p".into()));
+        svc.limits.max_client_connections = Some(1);
+        config.users.push(svc);
+        config
+            .users
+            .push(UserConfig::new("new", Credential::Plain("p".into())));
+        let reloaded = users.reconfigured(&config);
+        assert_eq!(reloaded.current("svc"), 1);
+        assert!(
+            reloaded.admit("svc").is_err(),
+            "the new limit of 1 is reached"
+        );
+        drop(held);
+        let _again = reloaded.admit("svc").unwrap();
+        assert!(reloaded.admit("new").is_ok());
     }
 }

@@ -226,9 +226,11 @@ impl<C: PoolConn> DbCap<C> {
     }
 }
 
-/// A clean connection comes back while the cap is pressed: it stays in its pool only if that
-/// pool's head client waits longer than every other pool's (or nobody waits elsewhere and the
-/// cap is not exceeded); else it is closed and its unit goes to the longest-waiting client.
+/// A clean connection comes back while the cap is pressed. It is closed and its unit goes to
+/// the longest-waiting client of another pool when nobody of its own pool waits, or when that
+/// client waits longer than this pool's head and this pool [outnumbers](Slots::outnumbers) its
+/// pool; it is also closed when the cap was lowered below the connections open. Otherwise it
+/// stays in its pool (its head client, else the idle list).
 pub(super) fn keep_idle_under_pressure<C: PoolConn>(slot: Slot<C>, conn: C) {
     let slots = Arc::clone(&slot.slots);
     let Some(cap) = slots.cap.clone() else {

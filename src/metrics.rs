@@ -54,6 +54,8 @@ pub enum RejectReason {
     BadStartup,
     /// Startup/auth did not finish within the login timeout.
     LoginTimeout,
+    /// The user's `users[].max_client_connections` reached.
+    MaxUserClients,
 }
 
 /// Outcome of a client login attempt.
@@ -85,7 +87,7 @@ pub struct Metrics {
     clients: Arc<[IntGauge; 3]>,
     clients_total: IntCounter,
     clients_parked: IntGauge,
-    rejected: [IntCounter; 4],
+    rejected: [IntCounter; 5],
     logins: [IntCounter; 4],
     /// Indexed by `[TlsKind as usize][failed as usize]`.
     tls: [[IntCounter; 2]; 2],
@@ -165,6 +167,9 @@ pub(crate) mod def {
     pub const WAITING: Def = ("pgferry_pool_waiting_clients", "Clients queued for a server");
     pub const PINNED: Def = ("pgferry_pool_pinned_connections", "Server connections held pinned");
     pub const PAUSED: Def = ("pgferry_paused", "1 while PAUSE or KILL holds the database's new work");
+    pub const OLDEST_WAIT: Def = ("pgferry_pool_oldest_wait_seconds", "Wait of the longest-waiting client");
+    pub const CONNECTS: Def = ("pgferry_server_connects_total", "Backend connection attempts by result");
+    pub const BUILD_INFO: Def = ("pgferry_build_info", "Always 1; the version is a label");
 }
 use def::*;
 
@@ -220,11 +225,15 @@ impl Metrics {
             "tls_required",
             "bad_startup",
             "login_timeout",
+            "max_user_clients",
         ];
         let logins = counter_vec(&r, LOGINS, &["result"]);
         let tls = counter_vec(&r, TLS, &["result", "kind"]);
         let errors = counter_vec(&r, ERRORS, &["class"]);
         let classes = ERROR_CLASSES.iter().chain([&OTHER_CLASS]);
+        gauge_vec(&r, BUILD_INFO, &["version"])
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         Arc::new(Metrics {
             clients: Arc::new(resolve(&clients, ["idle", "active", "waiting"])),
             clients_total: counter(&r, CLIENTS_TOTAL),
@@ -372,6 +381,7 @@ mod tests {
         m.client_accepted();
         m.client_accepted();
         m.client_rejected(RejectReason::LoginTimeout);
+        m.client_rejected(RejectReason::MaxUserClients);
         m.login(LoginResult::UnknownDatabase);
         m.tls_handshake(TlsKind::Direct, false);
         m.tls_handshake(TlsKind::SslRequest, true);
@@ -408,6 +418,18 @@ mod tests {
             ),
             ("pgferry_client_bytes_received_total", 123.0),
             ("pgferry_client_bytes_sent_total", 7.0),
+            (
+                "pgferry_client_connections_rejected_total{reason=\"max_user_clients\"}",
+                1.0,
+            ),
+            (
+                concat!(
+                    "pgferry_build_info{version=\"",
+                    env!("CARGO_PKG_VERSION"),
+                    "\"}"
+                ),
+                1.0,
+            ),
         ];
         for (series, value) in expected {
             assert_eq!(sample(&t, series), Some(value), "{series}");

@@ -61,10 +61,9 @@ async fn wrong_password_unknown_database_and_unknown_role_get_precise_errors() {
 async fn scram_secret_users_and_md5_logins() {
     let mut config = proxy_config(pg());
     let secret = pgferry::auth::hash_password("lambda-pw");
-    config.users.push(UserConfig {
-        name: "lambda".into(),
-        credential: Credential::ScramSecret(secret),
-    });
+    config
+        .users
+        .push(UserConfig::new("lambda", Credential::ScramSecret(secret)));
     config.databases[0].backend_user = Some(APP_USER.into());
     config.databases[0].backend_password = Some(APP_PASSWORD.into());
     config.auth.allow_md5 = true;

@@ -291,6 +291,7 @@ fn pool_config(pg: &TestPg, size: u32, min_idle: u32) -> DatabaseConfig {
         server_lifetime: Duration::from_secs(3600),
         tls_mode: BackendTlsMode::Disable,
         tls_ca_file: None,
+        max_db_connections: None,
     }
 }
 

@@ -166,10 +166,10 @@ async fn create_role(name: &str, password: &str, limit: i32) {
 /// A proxy whose only user is `role`, on database `lim` (the server's `postgres`).
 async fn proxy_for_role(role: &str, password: &str, mode: PoolMode) -> pgferry::ProxyHandle {
     let mut config = proxy_config(pg());
-    config.users = vec![UserConfig {
-        name: role.to_string(),
-        credential: Credential::Plain(password.to_string()),
-    }];
+    config.users = vec![UserConfig::new(
+        role,
+        Credential::Plain(password.to_string()),
+    )];
     let mut db = DatabaseConfig::new("lim", &pg().host, pg().port);
     db.dbname = "postgres".into();
     db.tls_mode = BackendTlsMode::Disable;
@@ -340,7 +340,7 @@ fn server_connections(state: &str) -> String {
 const BACKEND_UP: &str = "pgferry_backend_up{database=\"appdb\"}";
 
 #[tokio::test]
-async fn logins_a_backend_never_completes_are_connecting_not_active_and_not_ready() {
+async fn logins_a_backend_never_completes_are_opening_not_active_and_not_ready() {
     let (_listener, port) = black_hole();
     for mode in MODES {
         let mut config = proxy_config(pg());
@@ -363,7 +363,7 @@ async fn logins_a_backend_never_completes_are_connecting_not_active_and_not_read
         let addr = handle.client_addr();
         let client =
             tokio::spawn(async move { connect(addr, APP_USER, APP_PASSWORD, APP_DB).await });
-        wait_for_metric(&handle, &server_connections("connecting"), 1.0).await;
+        wait_for_metric(&handle, &server_connections("opening"), 1.0).await;
         let text = handle.metrics().encode();
         assert_eq!(
             probe::metric(&text, &server_connections("active")),
@@ -377,7 +377,7 @@ async fn logins_a_backend_never_completes_are_connecting_not_active_and_not_read
         );
         let message = expect_sqlstate(client.await.expect("client task"), "08006");
         assert!(message.contains("did not answer"), "{mode:?}: {message}");
-        wait_for_metric(&handle, &server_connections("connecting"), 0.0).await;
+        wait_for_metric(&handle, &server_connections("opening"), 0.0).await;
     }
 }
 

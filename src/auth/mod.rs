@@ -167,10 +167,7 @@ mod tests {
     }
 
     fn user(name: &str, credential: Credential) -> UserConfig {
-        UserConfig {
-            name: name.to_string(),
-            credential,
-        }
+        UserConfig::new(name, credential)
     }
 
     fn plain(name: &str, pw: &str) -> UserConfig {

@@ -27,6 +27,25 @@ impl Config {
                 db.tls_mode,
                 backend_user
             );
+            if let Some(cap) = db.max_db_connections {
+                let _ = writeln!(out, "  all pools of {} together: at most {cap}", db.name);
+            }
+        }
+        for user in &self.users {
+            let limits = user.limits;
+            let mut parts = Vec::new();
+            if let Some(size) = limits.pool_size {
+                parts.push(format!("pool_size {size}"));
+            }
+            if let Some(mode) = limits.pool_mode {
+                parts.push(format!("{mode} pooling"));
+            }
+            if let Some(n) = limits.max_client_connections {
+                parts.push(format!("max_client_connections {n}"));
+            }
+            if !parts.is_empty() {
+                let _ = writeln!(out, "user {}: {}", user.name, parts.join(", "));
+            }
         }
         out
     }
@@ -50,6 +69,21 @@ mod tests {
         reports.min_pool_size = 1;
         config.databases = vec![app, reports];
         let text = config.describe_pools();
+        config.databases[0].max_db_connections = Some(30);
+        let mut svc = UserConfig::new("svc", Credential::Plain("secret".into()));
+        svc.limits = UserLimits {
+            pool_size: Some(3),
+            pool_mode: Some(PoolMode::Session),
+            max_client_connections: Some(50),
+        };
+        config.users.push(svc);
+        let limited = config.describe_pools();
+        assert!(
+            limited.contains("  all pools of app together: at most 30\n"),
+            "{limited}"
+        );
+        assert!(limited
+            .ends_with("user svc: pool_size 3, session pooling, max_client_connections 50\n"));
         assert_eq!(
             text,
             "app → db.internal:5433/appdb, transaction pooling, pool_size 20 (min 0), \

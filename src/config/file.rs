@@ -218,6 +218,7 @@ impl Conv<'_> {
 
     fn user(&self, i: usize, raw: RawUser) -> Result<UserConfig, ConfigError> {
         let key = format!("users[{i}]");
+        let limits = self.user_limits(&key, &raw)?;
         let name = raw
             .name
             .ok_or_else(|| self.err(format!("{key}.name"), "is required"))?;
@@ -237,7 +238,31 @@ impl Conv<'_> {
                 ))
             }
         };
-        Ok(UserConfig { name, credential })
+        Ok(UserConfig {
+            name,
+            credential,
+            limits,
+        })
+    }
+
+    fn user_limits(&self, key: &str, raw: &RawUser) -> Result<UserLimits, ConfigError> {
+        let k = |field: &str| format!("{key}.{field}");
+        let int = |field: &str, v: Option<i64>, b: Bounds| {
+            v.map(|v| self.in_bounds(&k(field), v, b)).transpose()
+        };
+        Ok(UserLimits {
+            pool_size: int("pool_size", raw.pool_size, bounds::POOL_SIZE)?,
+            pool_mode: raw
+                .pool_mode
+                .clone()
+                .map(|m| self.name_or(&k("pool_mode"), Some(m), PoolMode::Transaction))
+                .transpose()?,
+            max_client_connections: int(
+                "max_client_connections",
+                raw.max_client_connections,
+                bounds::MAX_CLIENT_CONNECTIONS,
+            )?,
+        })
     }
 
     fn database(&self, i: usize, raw: RawDatabase) -> Result<DatabaseConfig, ConfigError> {
@@ -280,6 +305,10 @@ impl Conv<'_> {
             )?,
             tls_mode: self.name_or(&k("tls_mode"), raw.tls_mode, d.tls_mode)?,
             tls_ca_file: raw.tls_ca_file,
+            max_db_connections: raw
+                .max_db_connections
+                .map(|v| self.in_bounds(&k("max_db_connections"), v, bounds::MAX_DB_CONNECTIONS))
+                .transpose()?,
             name,
             host,
         })

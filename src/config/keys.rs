@@ -296,10 +296,10 @@ mod tests {
 
     fn sample() -> Config {
         let mut c = Config::minimal();
-        c.users.push(UserConfig {
-            name: "app".into(),
-            credential: Credential::Plain("secret-pw".into()),
-        });
+        c.users.push(UserConfig::new(
+            "app",
+            Credential::Plain("secret-pw".into()),
+        ));
         let mut db = DatabaseConfig::new("appdb", "db.internal", 5432);
         db.backend_user = Some("svc".into());
         db.backend_password = Some("backend-pw".into());

@@ -13,6 +13,7 @@ mod error;
 mod file;
 pub mod keys;
 mod names;
+mod overrides;
 mod quick;
 mod raw;
 mod units;
@@ -24,6 +25,7 @@ mod tests;
 pub use error::ConfigError;
 pub use file::{MetricsListen, DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN};
 pub use names::UnknownName;
+pub use overrides::{PoolSettings, UserLimits};
 pub use quick::QuickOptions;
 pub use units::{format_duration, parse_duration, parse_size};
 pub use validate::{RESERVED_DATABASE, RESERVED_DATABASE_ALIAS};
@@ -196,6 +198,20 @@ pub struct UserConfig {
     pub name: String,
     /// The credential clients prove knowledge of.
     pub credential: Credential,
+    /// This user's own limits (one role per microservice: a noisy service must not starve the
+    /// others); unset fields fall back to the database's settings.
+    pub limits: UserLimits,
+}
+
+impl UserConfig {
+    /// A user with no limits of its own (for programmatic configuration: tests, quick mode).
+    pub fn new(name: &str, credential: Credential) -> Self {
+        UserConfig {
+            name: name.to_string(),
+            credential,
+            limits: UserLimits::default(),
+        }
+    }
 }
 
 /// How a user's password is stored in config.
@@ -252,6 +268,9 @@ pub struct DatabaseConfig {
     pub tls_mode: BackendTlsMode,
     /// CA bundle (PEM) for verify-ca / verify-full, e.g. RDS global-bundle.pem.
     pub tls_ca_file: Option<PathBuf>,
+    /// Cap on the backend connections of all pools of this database together (none by
+    /// default); when reached, clients of every pool are served in arrival order.
+    pub max_db_connections: Option<u32>,
 }
 
 impl Default for Limits {
@@ -290,6 +309,7 @@ impl DatabaseConfig {
             server_lifetime: Duration::from_secs(3600),
             tls_mode: BackendTlsMode::Prefer,
             tls_ca_file: None,
+            max_db_connections: None,
         }
     }
 }

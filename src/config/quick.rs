@@ -78,10 +78,7 @@ impl Config {
             cert_file: opts.tls_cert.clone(),
             key_file: opts.tls_key.clone(),
         };
-        config.users = vec![UserConfig {
-            name: url.user,
-            credential: Credential::Plain(url.password),
-        }];
+        config.users = vec![UserConfig::new(&url.user, Credential::Plain(url.password))];
         config.databases = vec![db];
         Ok(config)
     }

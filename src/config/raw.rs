@@ -112,6 +112,9 @@ pub(super) struct RawUser {
     pub name: Option<String>,
     pub password: Option<String>,
     pub scram_secret: Option<String>,
+    pub pool_size: Option<i64>,
+    pub pool_mode: Option<String>,
+    pub max_client_connections: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +134,7 @@ pub(super) struct RawDatabase {
     pub server_lifetime: Option<Human>,
     pub tls_mode: Option<String>,
     pub tls_ca_file: Option<PathBuf>,
+    pub max_db_connections: Option<i64>,
 }
 
 /// A duration or size as written: a bare integer or a string with a unit.

@@ -42,6 +42,11 @@ pub(crate) mod bounds {
         min: 1,
         max: 1_000_000,
     };
+    /// All pools of one database together.
+    pub const MAX_DB_CONNECTIONS: Bounds = Bounds {
+        min: 1,
+        max: 1_000_000,
+    };
     pub const MAX_MESSAGE_SIZE: Bounds = Bounds {
         min: 4_096,
         max: 1 << 30,
@@ -96,7 +101,8 @@ impl Config {
         c.users(&self.users)?;
         c.admin(&self.admin, &self.users)?;
         c.databases(&self.databases)?;
-        c.backend_logins(self)
+        c.backend_logins(self)?;
+        super::overrides::check(self, origin)
     }
 }
 

@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Registry};
+use prometheus::{
+    GaugeVec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 use super::def::*;
-use super::{counter_vec, gauge_vec, histogram_vec, POOL, POOL_REASON};
+use super::{counter_vec, gauge_vec, histogram_vec, reg, POOL, POOL_REASON};
 
 /// Pool checkout wait buckets: 50µs (warm idle connection) up to 10s (exhausted pool).
 const WAIT_BUCKETS: &[f64] = &[
@@ -32,7 +34,8 @@ pub struct PoolState {
     pub max_size: u32,
     /// Server connections currently open or being opened (idle + in use + connecting).
     pub connections: u32,
-    /// Server connections being opened (TCP, TLS, login): not yet usable, so not `active`.
+    /// Server connections being opened (TCP, TLS, login): state `opening`, not yet usable,
+    /// so not `active`.
     pub connecting: u32,
     /// Open server connections sitting idle in the pool.
     pub idle: u32,
@@ -42,6 +45,8 @@ pub struct PoolState {
     pub pinned: u32,
     /// PAUSE or KILL holds the pool's new checkouts (admin console).
     pub paused: bool,
+    /// How long the longest-waiting client has waited (zero if none).
+    pub oldest_wait: Duration,
 }
 
 /// Something that can list pool states when Prometheus scrapes (the pool registry).
@@ -66,11 +71,18 @@ struct PoolHandles {
     query_duration: Histogram,
     checkout_timeouts: IntCounter,
     connect_errors: IntCounter,
+    /// `pgferry_server_connects_total{result="ok"}`, then `"error"`.
+    connects: [IntCounter; 2],
     discarded: IntCounterVec,
     pins: IntCounterVec,
 }
 
 impl PoolMetrics {
+    /// A backend connection was opened and logged in.
+    pub fn server_connected(&self) {
+        self.0.connects[0].inc();
+    }
+
     /// Time a client waited for a server connection (successful checkouts).
     pub fn observe_checkout_wait(&self, wait: Duration) {
         self.0.checkout_wait.observe(wait.as_secs_f64());
@@ -96,6 +108,7 @@ impl PoolMetrics {
     /// Opening or logging in a backend connection failed.
     pub fn server_connect_error(&self) {
         self.0.connect_errors.inc();
+        self.0.connects[1].inc();
     }
 
     /// A server connection was closed instead of returned to the pool (e.g. `"broken"`,
@@ -155,6 +168,7 @@ pub(super) struct PoolVecs {
     query_duration: HistogramVec,
     checkout_timeouts: IntCounterVec,
     connect_errors: IntCounterVec,
+    connects: IntCounterVec,
     discarded: IntCounterVec,
     pins: IntCounterVec,
 }
@@ -169,6 +183,7 @@ impl PoolVecs {
             query_duration: histogram_vec(r, QUERY_TIME, DURATION_BUCKETS),
             checkout_timeouts: counter_vec(r, TIMEOUTS, POOL),
             connect_errors: counter_vec(r, CONNECT_ERRS, POOL),
+            connects: counter_vec(r, CONNECTS, &["database", "user", "result"]),
             discarded: counter_vec(r, DISCARDED, POOL_REASON),
             pins: counter_vec(r, PINS, POOL_REASON),
         }
@@ -185,6 +200,8 @@ impl PoolVecs {
             query_duration: self.query_duration.with_label_values(&l),
             checkout_timeouts: self.checkout_timeouts.with_label_values(&l),
             connect_errors: self.connect_errors.with_label_values(&l),
+            connects: ["ok", "error"]
+                .map(|result| self.connects.with_label_values(&[database, user, result])),
             discarded: self.discarded.clone(),
             pins: self.pins.clone(),
         }))
@@ -199,6 +216,7 @@ pub(super) struct PoolGauges {
     pinned: IntGaugeVec,
     /// Per database: 1 when any of its pools is held.
     paused: IntGaugeVec,
+    oldest_wait: GaugeVec,
 }
 
 impl PoolGauges {
@@ -209,6 +227,10 @@ impl PoolGauges {
             waiting: gauge_vec(r, WAITING, POOL),
             pinned: gauge_vec(r, PINNED, POOL),
             paused: gauge_vec(r, PAUSED, &["database"]),
+            oldest_wait: reg(
+                r,
+                GaugeVec::new(Opts::new(OLDEST_WAIT.0, OLDEST_WAIT.1), POOL),
+            ),
         }
     }
 
@@ -224,6 +246,7 @@ impl PoolGauges {
         ] {
             vec.reset();
         }
+        self.oldest_wait.reset();
         for p in source.map(|s| s.pool_states()).unwrap_or_default() {
             let (db, user) = (p.database.as_str(), p.user.as_str());
             let active = p.connections.saturating_sub(p.idle + p.connecting);
@@ -238,6 +261,9 @@ impl PoolGauges {
                 .set(p.pinned.into());
             let paused = self.paused.with_label_values(&[db]);
             paused.set(paused.get().max(i64::from(p.paused)));
+            self.oldest_wait
+                .with_label_values(&[db, user])
+                .set(p.oldest_wait.as_secs_f64());
             self.servers
                 .with_label_values(&[db, user, "idle"])
                 .set(p.idle.into());
@@ -245,7 +271,7 @@ impl PoolGauges {
                 .with_label_values(&[db, user, "active"])
                 .set(active.into());
             self.servers
-                .with_label_values(&[db, user, "connecting"])
+                .with_label_values(&[db, user, "opening"])
                 .set(p.connecting.into());
         }
     }
@@ -278,6 +304,7 @@ mod tests {
             waiting: 3,
             pinned: 1,
             paused: false,
+            oldest_wait: Duration::from_millis(1500),
         }
     }
 
@@ -315,6 +342,14 @@ mod tests {
             ("pgferry_pool_checkout_timeouts_total{POOL}", 1.0),
             ("pgferry_server_connect_errors_total{POOL}", 1.0),
             (
+                "pgferry_server_connects_total{database=\"shop\",result=\"error\",USER}",
+                1.0,
+            ),
+            (
+                "pgferry_server_connects_total{database=\"shop\",result=\"ok\",USER}",
+                0.0,
+            ),
+            (
                 "pgferry_server_connections_discarded_total{REASON=\"broken\",USER}",
                 2.0,
             ),
@@ -345,7 +380,7 @@ mod tests {
         };
         assert_eq!(servers(&t, "a", "active"), Some(2.0));
         assert_eq!(servers(&t, "a", "idle"), Some(2.0));
-        assert_eq!(servers(&t, "a", "connecting"), Some(1.0));
+        assert_eq!(servers(&t, "a", "opening"), Some(1.0));
         assert_eq!(servers(&t, "b", "active"), Some(0.0));
         let pool = |name: &str| format!("{name}{{database=\"a\",user=\"app\"}}");
         assert_eq!(
@@ -353,6 +388,10 @@ mod tests {
             Some(20.0)
         );
         assert_eq!(sample(&t, &pool("pgferry_pool_waiting_clients")), Some(3.0));
+        assert_eq!(
+            sample(&t, &pool("pgferry_pool_oldest_wait_seconds")),
+            Some(1.5)
+        );
         assert_eq!(
             sample(&t, &pool("pgferry_pool_pinned_connections")),
             Some(1.0)

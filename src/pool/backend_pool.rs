@@ -20,8 +20,8 @@ use tokio::sync::Notify;
 use super::baseline::Baseline;
 use super::gate::Gate;
 use super::generation::Generations;
-use super::slots::{ConnectFailure, Grant, Lent, PoolConn, Slot, Slots, Take};
-use crate::config::{DatabaseConfig, Limits, PoolMode};
+use super::slots::{ConnectFailure, DbCap, Grant, Lent, PoolConn, Slot, Slots, Take};
+use crate::config::{DatabaseConfig, Limits, PoolMode, PoolSettings};
 use crate::metrics::{PoolMetrics, PoolState};
 use crate::protocol::sqlstate;
 use crate::server::{BackendTarget, ServerConn, ServerError};
@@ -37,6 +37,12 @@ pub enum CheckoutError {
     Exhausted {
         database: String,
         pool_size: u32,
+        waited: Duration,
+    },
+    #[error("no backend connection available within {} s (database \"{database}\" is at its max_db_connections = {cap}, shared by all its pools)", .waited.as_secs_f64())]
+    DatabaseCapReached {
+        database: String,
+        cap: u32,
         waited: Duration,
     },
     #[error("{message}")]
@@ -56,7 +62,9 @@ impl CheckoutError {
     /// The SQLSTATE the client receives.
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            CheckoutError::Exhausted { .. } => sqlstate::TOO_MANY_CONNECTIONS,
+            CheckoutError::Exhausted { .. } | CheckoutError::DatabaseCapReached { .. } => {
+                sqlstate::TOO_MANY_CONNECTIONS
+            }
             CheckoutError::Backend { sqlstate, .. } => sqlstate,
             CheckoutError::Paused { .. } => sqlstate::CANNOT_CONNECT_NOW,
             CheckoutError::Killed { .. } => sqlstate::ADMIN_SHUTDOWN,
@@ -76,6 +84,9 @@ impl From<ConnectFailure> for CheckoutError {
 /// A borrowed backend connection and its place in the pool. `give_back()` returns it for reuse
 /// (if clean); dropping it closes the connection.
 pub type Checkout = Lent<Box<ServerConn>>;
+
+/// The `max_db_connections` cap shared by the pools of one database.
+pub type DatabaseCap = DbCap<Box<ServerConn>>;
 
 /// Connections are boxed: the pool moves them in and out of its idle list and through the
 /// hand-off channel, and moving a pointer is cheaper than moving the ~300-byte `ServerConn`.
@@ -97,7 +108,8 @@ pub struct BackendPool {
     pub database: String,
     pub user: String,
     pub mode: PoolMode,
-    pub size: u32,
+    /// Mirrors the places' size for the checkout loop's bound (read relaxed, no lock).
+    size: AtomicU32,
     pub target: Arc<BackendTarget>,
     pub metrics: PoolMetrics,
     pub(super) query_wait_timeout: Duration,
@@ -130,18 +142,35 @@ impl BackendPool {
         limits: &Limits,
         metrics: PoolMetrics,
     ) -> Self {
+        let settings = PoolSettings {
+            pool_size: db.pool_size,
+            pool_mode: db.pool_mode,
+        };
+        Self::with_settings(db, settings, None, target, limits, metrics)
+    }
+
+    /// [`BackendPool::new`] with the size and mode of its user (`users[]` overrides) and the
+    /// database's cap, if it has `max_db_connections`.
+    pub fn with_settings(
+        db: &DatabaseConfig,
+        settings: PoolSettings,
+        cap: Option<Arc<DatabaseCap>>,
+        target: Arc<BackendTarget>,
+        limits: &Limits,
+        metrics: PoolMetrics,
+    ) -> Self {
         let lifetime = (!db.server_lifetime.is_zero()).then_some(db.server_lifetime);
         BackendPool {
             database: db.name.clone(),
             user: target.user.clone(),
-            mode: db.pool_mode,
-            size: db.pool_size,
+            mode: settings.pool_mode,
+            size: AtomicU32::new(settings.pool_size),
             target,
             metrics,
             query_wait_timeout: limits.query_wait_timeout,
             idle_timeout: (!db.server_idle_timeout.is_zero()).then_some(db.server_idle_timeout),
             min_idle: db.min_pool_size,
-            slots: Slots::new(db.pool_size, lifetime),
+            slots: Slots::capped(settings.pool_size, lifetime, cap),
             baseline: RwLock::new(None),
             pinned: AtomicI64::new(0),
             expiry_started: AtomicBool::new(false),
@@ -205,7 +234,7 @@ impl BackendPool {
     async fn acquire(&self, started: Instant) -> Result<Checkout, CheckoutError> {
         // Each unusable idle connection is closed and the next grant taken; at most the whole
         // pool can be unusable, so this loop is bounded by the pool size.
-        for _ in 0..=self.size {
+        for _ in 0..=self.size() {
             match self.next_grant(started).await? {
                 Grant::Conn(mut lent) => match self.unusable(&mut lent.conn, started).await {
                     Some(reason) => self.metrics.discarded(reason),
@@ -251,9 +280,21 @@ impl BackendPool {
     }
 
     fn exhausted(&self) -> CheckoutError {
+        // Rare path: the pool's lock is fine here. With room in the pool, the cap held it up.
+        if let Some(cap) = self
+            .slots
+            .cap()
+            .filter(|_| self.slots.occupancy().open < self.size())
+        {
+            return CheckoutError::DatabaseCapReached {
+                database: self.database.clone(),
+                cap: cap.limit(),
+                waited: self.query_wait_timeout,
+            };
+        }
         CheckoutError::Exhausted {
             database: self.database.clone(),
-            pool_size: self.size,
+            pool_size: self.size(),
             waited: self.query_wait_timeout,
         }
     }
@@ -286,6 +327,7 @@ impl BackendPool {
         match connected {
             Ok(mut conn) => {
                 conn.generation = Some(generation);
+                self.metrics.server_connected();
                 self.remember_baseline(&conn);
                 self.servers.add(&conn.shown);
                 Ok(slot.fill(Box::new(conn)))
@@ -369,13 +411,14 @@ impl BackendPool {
         PoolState {
             database: self.database.clone(),
             user: self.user.clone(),
-            max_size: self.size,
+            max_size: self.size(),
             connections: occupancy.open,
             connecting: self.connecting.load(Ordering::Relaxed),
             idle: occupancy.idle,
             waiting: occupancy.waiting + self.gate.waiting(),
             pinned: u32::try_from(self.pinned.load(Ordering::Relaxed)).unwrap_or(0),
             paused: self.gate.is_held(),
+            oldest_wait: self.oldest_wait(),
         }
     }
 }
@@ -456,6 +499,8 @@ async fn expire_waits(slots: Weak<Slots<Box<ServerConn>>>, wake: Arc<Notify>) {
         }
     }
 }
+
+mod limits;
 
 #[cfg(test)]
 mod tests {

@@ -12,14 +12,18 @@ mod gate;
 mod generation;
 mod health;
 mod slots;
+mod user_clients;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use backend_pool::{BackendPool, Checkout, CheckoutError, HEALTH_CHECK_AFTER_IDLE};
+pub use backend_pool::{
+    BackendPool, Checkout, CheckoutError, DatabaseCap, HEALTH_CHECK_AFTER_IDLE,
+};
 pub use baseline::Baseline;
 pub use gate::Hold;
 pub use health::spawn_health_checker;
+pub use user_clients::{UserAdmission, UserClients, UserLimitError};
 
 use crate::config::{Config, DatabaseConfig, PoolMode};
 use crate::metrics::{Metrics, PoolState, PoolStateSource};
@@ -46,13 +50,22 @@ pub struct PoolBuildError {
 pub struct PoolRegistry {
     pools: HashMap<(String, String), Arc<BackendPool>>,
     databases: HashMap<String, DatabaseConfig>,
+    /// `max_db_connections` of each database that has one.
+    caps: HashMap<String, Arc<DatabaseCap>>,
+    /// `users[].max_client_connections`.
+    user_clients: UserClients,
 }
 
 impl PoolRegistry {
     /// Creates every pool the configuration implies; no backend connection is opened here.
     pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<PoolRegistry, PoolBuildError> {
         let mut pools = HashMap::new();
+        let mut caps = HashMap::new();
         for db in &config.databases {
+            let cap = db.max_db_connections.map(DatabaseCap::new);
+            if let Some(cap) = &cap {
+                caps.insert(db.name.clone(), Arc::clone(cap));
+            }
             let tls =
                 crate::tls::client_config(db.tls_mode, db.tls_ca_file.as_deref()).map_err(|e| {
                     PoolBuildError {
@@ -76,8 +89,14 @@ impl PoolRegistry {
                     startup_params: Vec::new(),
                     max_prepared_statements: config.pooling.max_prepared_statements_per_server,
                 });
-                let pool =
-                    BackendPool::new(db, target, &config.limits, metrics.pool(&db.name, &user));
+                let pool = BackendPool::with_settings(
+                    db,
+                    config.pool_settings(db, &user),
+                    cap.clone(),
+                    target,
+                    &config.limits,
+                    metrics.pool(&db.name, &user),
+                );
                 let pool = Arc::new(pool);
                 pool.start_upkeep();
                 pools.insert((db.name.clone(), user), pool);
@@ -88,7 +107,12 @@ impl PoolRegistry {
             .iter()
             .map(|d| (d.name.clone(), d.clone()))
             .collect();
-        Ok(PoolRegistry { pools, databases })
+        Ok(PoolRegistry {
+            pools,
+            databases,
+            caps,
+            user_clients: UserClients::from_config(config),
+        })
     }
 
     /// The pool serving `user` on `database`.
@@ -107,12 +131,28 @@ impl PoolRegistry {
             })
     }
 
+    /// Counts a logged-in client session against its user's `max_client_connections`.
+    pub fn admit_client(&self, user: &str) -> Result<UserAdmission, UserLimitError> {
+        self.user_clients.admit(user)
+    }
+
+    /// Client sessions per user (their counts, and live limit changes on reload).
+    pub fn user_clients(&self) -> &UserClients {
+        &self.user_clients
+    }
+
+    /// The `max_db_connections` cap of `database`, if it has one (`set_limit` changes it live).
+    pub fn database_cap(&self, database: &str) -> Option<&Arc<DatabaseCap>> {
+        self.caps.get(database)
+    }
+
     /// True if `database` is configured (checked before authentication, like PgBouncer).
     pub fn has_database(&self, database: &str) -> bool {
         self.databases.contains_key(database)
     }
 
-    /// Pool mode of a configured database.
+    /// Pool mode of a configured database (a pool's own mode, which its user may override, is
+    /// [`BackendPool::mode`]).
     pub fn pool_mode(&self, database: &str) -> Option<PoolMode> {
         self.databases.get(database).map(|d| d.pool_mode)
     }

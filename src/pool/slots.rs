@@ -10,6 +10,15 @@
 //! task per pool ([`Slots::expire`]) ends the waits that ran out, head first. Nothing here
 //! awaits or does I/O: the lock is held only for a few pointer moves, and every guard that could
 //! take the lock again in its `Drop` is dropped after the lock is released.
+//!
+//! The size can change while the pool runs ([`Slots::resize`]), and the pools of one database
+//! may share a cap on their connections ([`cap::DbCap`]); both cost the common path nothing
+//! but a comparison under the lock it already takes and one relaxed atomic load.
+
+mod cap;
+mod resize;
+
+pub use cap::DbCap;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -79,12 +88,13 @@ pub struct Occupancy {
 
 /// The shared state of one pool's places.
 pub struct Slots<C: PoolConn> {
-    size: u32,
     max_lifetime: Option<Duration>,
     state: Mutex<State<C>>,
     /// Wakes the expiring task when a client queues behind nobody (its deadline is new), and
     /// when the pool is dropped (so the task ends).
     first_waiter: Arc<Notify>,
+    /// The cap shared with the other pools of the database, if it has one.
+    cap: Option<Arc<DbCap<C>>>,
 }
 
 struct Waiter<C: PoolConn> {
@@ -100,21 +110,46 @@ struct State<C: PoolConn> {
     waiters: VecDeque<Waiter<C>>,
     /// Places held: idle + borrowed + being opened.
     open: u32,
+    /// Places the pool may hold; after a shrink `open` may exceed it until borrowed
+    /// connections come back (they are then closed).
+    size: u32,
 }
 
 impl<C: PoolConn> Slots<C> {
     /// Places for `size` connections; connections older than `max_lifetime` are not reused.
+    #[cfg(test)]
     pub fn new(size: u32, max_lifetime: Option<Duration>) -> Arc<Self> {
-        Arc::new(Slots {
-            size,
+        Self::capped(size, max_lifetime, None)
+    }
+
+    /// [`Slots::new`] for a pool whose database caps its connections: every place is also a
+    /// place under `cap`.
+    pub fn capped(
+        size: u32,
+        max_lifetime: Option<Duration>,
+        cap: Option<Arc<DbCap<C>>>,
+    ) -> Arc<Self> {
+        let slots = Arc::new(Slots {
             max_lifetime,
             state: Mutex::new(State {
                 idle: Vec::new(),
                 waiters: VecDeque::new(),
                 open: 0,
+                size,
             }),
             first_waiter: Arc::new(Notify::new()),
-        })
+            cap,
+        });
+        if let Some(cap) = &slots.cap {
+            cap.join(&slots);
+        }
+        slots
+    }
+
+    /// The places the pool may hold now.
+    #[cfg(test)]
+    pub fn size(&self) -> u32 {
+        self.lock().size
     }
 
     fn lock(&self) -> MutexGuard<'_, State<C>> {
@@ -133,9 +168,15 @@ impl<C: PoolConn> Slots<C> {
                 slot: self.armed_slot(),
             }));
         }
-        if state.open < self.size {
-            state.open += 1;
-            return Take::Now(Grant::Open(self.armed_slot()));
+        let mut hit_cap = false;
+        if state.open < state.size {
+            match &self.cap {
+                Some(cap) if !cap.try_take(true) => hit_cap = true,
+                _ => {
+                    state.open += 1;
+                    return Take::Now(Grant::Open(self.armed_slot()));
+                }
+            }
         }
         // Waiters that gave up leave their sender behind; drop those at the head first.
         while state.waiters.front().is_some_and(|w| w.sender.is_closed()) {
@@ -151,6 +192,10 @@ impl<C: PoolConn> Slots<C> {
         drop(state);
         if first {
             self.first_waiter.notify_one();
+        }
+        if let Some(cap) = self.cap.as_ref().filter(|_| hit_cap) {
+            // The database is at its cap: an idle connection of another pool makes room.
+            cap.evict_idle_elsewhere(self);
         }
         Take::Queued(receiver)
     }
@@ -180,7 +225,13 @@ impl<C: PoolConn> Slots<C> {
     /// A free place when the pool has one (for keeping `min_pool_size` connections warm).
     pub fn take_free_place(self: &Arc<Self>) -> Option<Slot<C>> {
         let mut state = self.lock();
-        (state.open < self.size).then(|| {
+        // Warming never takes a unit of a pressed cap: a client of another pool needs it more.
+        let room = state.open < state.size
+            && self
+                .cap
+                .as_ref()
+                .is_none_or(|c| !c.is_pressed() && c.try_take(false));
+        room.then(|| {
             state.open += 1;
             self.armed_slot()
         })
@@ -216,7 +267,21 @@ impl<C: PoolConn> Slots<C> {
         state.idle = kept;
         // Idle connections exist only while nobody waits, so no waiter needs these places.
         state.open -= reaped.len() as u32;
+        drop(state);
+        self.return_to_cap(reaped.len() as u32);
         reaped
+    }
+
+    /// The database's cap this pool is under, if any.
+    pub fn cap(&self) -> Option<&Arc<DbCap<C>>> {
+        self.cap.as_ref()
+    }
+
+    /// The deadline of the longest-waiting live client, if any (its age for metrics).
+    pub fn oldest_deadline(&self) -> Option<Instant> {
+        let state = self.lock();
+        let head = state.waiters.iter().find(|w| !w.sender.is_closed());
+        head.map(|w| w.deadline)
     }
 
     /// Occupancy right now.
@@ -282,6 +347,13 @@ impl<C: PoolConn> Grant<C> {
 }
 
 impl<C: PoolConn> Lent<C> {
+    /// The connection alone, its place already accounted for by the caller.
+    fn disarmed(self) -> C {
+        let Lent { conn, mut slot } = self;
+        slot.armed = false;
+        conn
+    }
+
     /// Returns the connection for reuse if it is clean and young enough; else closes it and
     /// frees its place. Either way the longest-waiting client is served first.
     pub fn give_back(self) {
@@ -304,28 +376,52 @@ impl<C: PoolConn> Slot<C> {
     }
 
     /// Puts `conn` (clean) in this place's care: to the first waiter, else the idle list.
-    pub fn keep_idle(mut self, conn: C) {
+    /// Past the pool's size (after a shrink) it is closed instead, and while the database's
+    /// cap is pressed it goes wherever the longest-waiting client of the database is.
+    pub fn keep_idle(self, conn: C) {
+        if self.slots.cap.as_ref().is_some_and(|cap| cap.is_pressed()) {
+            return cap::keep_idle_under_pressure(self, conn);
+        }
+        self.keep_local(conn);
+    }
+
+    /// [`Slot::keep_idle`] within this pool: its first waiter, else its idle list.
+    fn keep_local(mut self, conn: C) {
         self.armed = false;
         let slots = Arc::clone(&self.slots);
         let lent = slots.armed_slot().fill(conn);
         let mut state = slots.lock();
+        if state.open > state.size {
+            state.open -= 1;
+            drop(state);
+            // The place is gone with the connection; neither may reach a waiter.
+            drop(lent.disarmed());
+            slots.return_to_cap(1);
+            return;
+        }
         if let Some(conn) = Slots::offer(&mut state, Grant::Conn(lent)).and_then(Grant::disarm) {
             state.idle.push(conn);
         }
     }
 
-    /// Frees the place; a waiting client gets it to open a connection of its own.
+    /// Frees the place; a waiting client gets it to open a connection of its own (unless the
+    /// pool shrank below its places, or another pool's client waited longer for the cap).
     fn release(&mut self) {
         self.armed = false;
         let slots = Arc::clone(&self.slots);
+        let pressed = slots.cap.as_ref().is_some_and(|cap| cap.is_pressed());
         let mut state = slots.lock();
-        if state.waiters.is_empty() {
+        if state.waiters.is_empty() || state.open > state.size || pressed {
             state.open -= 1;
+            drop(state);
+            slots.return_to_cap(1);
             return;
         }
         if let Some(unused) = Slots::offer(&mut state, Grant::Open(slots.armed_slot())) {
             unused.disarm();
             state.open -= 1;
+            drop(state);
+            slots.return_to_cap(1);
         }
     }
 }

@@ -39,7 +39,7 @@ use crate::auth::UserStore;
 use crate::cancel::CancelRegistry;
 use crate::config::{ClientTlsMode, Config};
 use crate::metrics::{LoginResult, Metrics, RejectReason};
-use crate::pool::{BackendPool, PoolRegistry};
+use crate::pool::{BackendPool, PoolRegistry, UserAdmission};
 use crate::protocol::frame::FrameScanner;
 use crate::protocol::messages;
 use crate::protocol::startup::{Inbox, StartupLimits, StartupParams};
@@ -132,8 +132,8 @@ pub async fn run_client(
             return;
         }
     };
-    let pool = match destination {
-        Destination::Pool(pool) => pool,
+    let admitted = match destination {
+        Destination::Pool(admitted) => admitted,
         Destination::Console(access) => {
             let console = admin::serve(stream, startup, access, &ctx, admission, early);
             return Box::pin(console).await;
@@ -141,7 +141,7 @@ pub async fn run_client(
     };
     // Nothing but the box lives across the long await, so the task stays small; the span
     // closes with the welcome.
-    let welcome = welcome(stream, startup, pool, &ctx, admission, early);
+    let welcome = welcome(stream, startup, admitted, &ctx, admission, early);
     let session = match Box::pin(welcome.instrument(span)).await {
         Some(relay) => Box::pin(Box::new(relay).run()),
         None => return,
@@ -154,10 +154,23 @@ pub async fn run_client(
 /// [`login::authenticate`]).
 type LoggedIn = (ClientStream, StartupParams, Destination, BytesMut);
 
-/// Where an authenticated client goes: a pool, or the admin console (no backend at all).
-enum Destination {
+/// Where authentication routed a client, before its user's client limit is checked.
+enum Routed {
     Pool(Arc<BackendPool>),
     Console(admin::Access),
+}
+
+/// Where an authenticated client goes: a pool, or the admin console (no backend at all).
+enum Destination {
+    Pool(Admitted),
+    Console(admin::Access),
+}
+
+/// The pool a logged-in client is routed to, and its place under its user's
+/// `max_client_connections` (held for the session's life).
+pub(crate) struct Admitted {
+    pub pool: Arc<BackendPool>,
+    pub user: UserAdmission,
 }
 
 async fn open_session(tcp: TcpStream, ctx: &Arc<SessionContext>) -> Option<LoggedIn> {
@@ -198,6 +211,21 @@ async fn log_in(
             return None;
         }
     };
+    let destination = match destination {
+        Routed::Pool(pool) => match ctx.pools.admit_client(&startup.user) {
+            Ok(user) => Destination::Pool(Admitted { pool, user }),
+            Err(over) => {
+                ctx.metrics.client_rejected(RejectReason::MaxUserClients);
+                tracing::info!(user = %startup.user, limit = over.limit, "client over its user's limit");
+                let code = crate::protocol::sqlstate::TOO_MANY_CONNECTIONS;
+                handshake::refuse(&mut stream, ctx, Some(&startup), code, &over.to_string()).await;
+                return None;
+            }
+        },
+        // The console is not counted against a user's limit: an operator must get in when
+        // the service's own role is at its limit.
+        Routed::Console(access) => Destination::Console(access),
+    };
     // An empty inbox is dropped: the relay takes a read buffer only when bytes arrive.
     let early = inbox.into_pending();
     let early = if early.is_empty() {
@@ -213,14 +241,14 @@ async fn authenticate_and_route(
     inbox: &mut Inbox,
     startup: &StartupParams,
     ctx: &SessionContext,
-) -> Result<Destination, LoginError> {
+) -> Result<Routed, LoginError> {
     login::authenticate(stream, inbox, startup, ctx).await?;
     if admin::is_console_database(&startup.database) {
-        return console_access(startup, ctx).map(Destination::Console);
+        return console_access(startup, ctx).map(Routed::Console);
     }
     ctx.pools
         .route(&startup.database, &startup.user)
-        .map(Destination::Pool)
+        .map(Routed::Pool)
         .map_err(|e| LoginError::Refused {
             sqlstate: crate::protocol::sqlstate::INVALID_AUTHORIZATION,
             message: e.to_string(),
@@ -251,11 +279,12 @@ fn console_access(
 async fn welcome(
     mut stream: ClientStream,
     startup: StartupParams,
-    pool: Arc<BackendPool>,
+    admitted: Admitted,
     ctx: &Arc<SessionContext>,
     admission: OwnedSemaphorePermit,
     early: BytesMut,
 ) -> Option<Relay> {
+    let Admitted { pool, user } = admitted;
     let baseline = match pool.baseline_params() {
         Some(baseline) => baseline,
         None => match pool.checkout().await {
@@ -324,6 +353,7 @@ async fn welcome(
         pins: Vec::new(),
         signals: ctx.signals.clone(),
         _admission: admission,
+        _user_admission: user,
         timer: None,
     })
 }

@@ -31,7 +31,7 @@ use crate::admin::registry::ClientEntry;
 use crate::cancel::CancelSlot;
 use crate::config::PoolMode;
 use crate::metrics::ClientState;
-use crate::pool::BackendPool;
+use crate::pool::{BackendPool, UserAdmission};
 use crate::protocol::frame::FrameScanner;
 use crate::protocol::messages;
 use crate::protocol::sqlstate;
@@ -99,6 +99,8 @@ pub struct Relay {
     pub(super) signals: watch::Receiver<SessionSignal>,
     /// The session's place under `max_client_connections`, held while parked too.
     pub(super) _admission: OwnedSemaphorePermit,
+    /// The session's place under its user's `max_client_connections`.
+    pub(super) _user_admission: UserAdmission,
     /// The idle timer, boxed and made on first use: by default no timeout applies, and an
     /// idle client then carries no room for one.
     pub(super) timer: Option<Pin<Box<Sleep>>>,

@@ -64,10 +64,10 @@ pub fn backend_lock() -> &'static tokio::sync::RwLock<()> {
 pub fn proxy_config(pg: &PgServer) -> Config {
     let mut config = Config::minimal();
     for (name, password) in [(APP_USER, APP_PASSWORD), (OTHER_USER, OTHER_PASSWORD)] {
-        config.users.push(UserConfig {
-            name: name.to_string(),
-            credential: Credential::Plain(password.to_string()),
-        });
+        config.users.push(UserConfig::new(
+            name,
+            Credential::Plain(password.to_string()),
+        ));
     }
     let mut db = DatabaseConfig::new(APP_DB, &pg.host, pg.port);
     db.tls_mode = BackendTlsMode::Disable;

@@ -32,7 +32,10 @@ fn example_file_loads() {
         (reports.connect_timeout, reports.server_lifetime),
         (d.connect_timeout, d.server_lifetime)
     );
-    assert_eq!(c.describe_pools().lines().count(), 2);
+    // Two databases, app's cap, and app's client limit.
+    assert_eq!(c.describe_pools().lines().count(), 4);
+    assert_eq!(app.max_db_connections, Some(30));
+    assert_eq!(c.users[0].limits.max_client_connections, Some(200));
     let p = (&c.pooling, PoolingConfig::default());
     assert_eq!(
         (p.0.pinning, p.0.max_prepared_statements_per_client),
@@ -88,6 +91,7 @@ fn example_documents_every_key() {
         "server_lifetime",
         "tls_mode",
         "tls_ca_file",
+        "max_db_connections",
         "pinning",
         "max_prepared_statements_per_client",
         "max_prepared_statements_per_server",

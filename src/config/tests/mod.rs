@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod example;
 mod file;
+mod limits;
 mod pooling;
 mod quick;
 mod validate;

@@ -236,10 +236,8 @@ fn scram_only_users_need_a_backend_user() {
 #[test]
 fn validate_checks_programmatic_configs() {
     let mut c = Config::minimal();
-    c.users.push(UserConfig {
-        name: "u".into(),
-        credential: Credential::Plain("p".into()),
-    });
+    c.users
+        .push(UserConfig::new("u", Credential::Plain("p".into())));
     c.databases
         .push(DatabaseConfig::new("app", "localhost", 5432));
     assert!(c.validate().is_ok());

@@ -299,3 +299,5 @@ fn an_earlier_deadline_queued_behind_a_later_one_is_raised_to_keep_the_queue_in_
     assert_eq!(slots.expire(late), None);
     assert!(matches!(received(second), Grant::Expired));
 }
+
+mod limits;

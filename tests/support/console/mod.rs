@@ -32,10 +32,10 @@ pub const WATCHER_PASSWORD: &str = "watcher-secret";
 pub fn console_config(pg: &PgServer) -> Config {
     let mut config = proxy_config(pg);
     for (name, password) in [(OPS_USER, OPS_PASSWORD), (WATCHER_USER, WATCHER_PASSWORD)] {
-        config.users.push(UserConfig {
-            name: name.to_string(),
-            credential: Credential::Plain(password.to_string()),
-        });
+        config.users.push(UserConfig::new(
+            &name.to_string(),
+            Credential::Plain(password.to_string()),
+        ));
     }
     config.admin.users = vec![OPS_USER.to_string()];
     config.admin.stats_users = vec![WATCHER_USER.to_string()];

@@ -17,6 +17,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::Notify;
 
 use super::baseline::Baseline;
+use super::settings::PoolSettings;
 use super::slots::{ConnectFailure, Grant, Lent, PoolConn, Slot, Slots, Take};
 use crate::config::{DatabaseConfig, Limits, PoolMode};
 use crate::metrics::{PoolMetrics, PoolState};
@@ -41,6 +42,11 @@ pub enum CheckoutError {
         sqlstate: &'static str,
         message: String,
     },
+    /// A reload removed the pool's database (or its user) from the configuration.
+    #[error(
+        "terminating connection: database \"{database}\" was removed from pgferry's configuration"
+    )]
+    Retired { database: String },
 }
 
 impl CheckoutError {
@@ -49,6 +55,7 @@ impl CheckoutError {
         match self {
             CheckoutError::Exhausted { .. } => sqlstate::TOO_MANY_CONNECTIONS,
             CheckoutError::Backend { sqlstate, .. } => sqlstate,
+            CheckoutError::Retired { .. } => sqlstate::ADMIN_SHUTDOWN,
         }
     }
 }
@@ -84,13 +91,12 @@ impl PoolConn for Box<ServerConn> {
 pub struct BackendPool {
     pub database: String,
     pub user: String,
-    pub mode: PoolMode,
     pub size: u32,
-    pub target: Arc<BackendTarget>,
     pub metrics: PoolMetrics,
-    query_wait_timeout: Duration,
-    idle_timeout: Option<Duration>,
-    min_idle: u32,
+    /// Mode, timeouts and target: what a reload changes in place.
+    settings: PoolSettings,
+    /// Set when a reload removed this pool: checkouts are refused, sessions end.
+    retired: AtomicBool,
     slots: Arc<Slots<Box<ServerConn>>>,
     baseline: RwLock<Option<Arc<Baseline>>>,
     /// Sessions pinned to a backend of this pool (for `pgferry_pool_pinned_connections`).
@@ -116,13 +122,10 @@ impl BackendPool {
         BackendPool {
             database: db.name.clone(),
             user: target.user.clone(),
-            mode: db.pool_mode,
             size: db.pool_size,
-            target,
             metrics,
-            query_wait_timeout: limits.query_wait_timeout,
-            idle_timeout: (!db.server_idle_timeout.is_zero()).then_some(db.server_idle_timeout),
-            min_idle: db.min_pool_size,
+            settings: PoolSettings::new(db, limits, target),
+            retired: AtomicBool::new(false),
             slots: Slots::new(db.pool_size, lifetime),
             baseline: RwLock::new(None),
             pinned: AtomicI64::new(0),
@@ -135,6 +138,9 @@ impl BackendPool {
     /// Borrows a connection: an idle one (checked first), else a new one if the pool has room,
     /// else the next one returned, waiting in FIFO order at most `query_wait_timeout`.
     pub async fn checkout(&self) -> Result<Checkout, CheckoutError> {
+        if self.is_retired() {
+            return Err(self.retired_error());
+        }
         let started = Instant::now();
         let checkout = self.acquire(started).await?;
         self.metrics.observe_checkout_wait(started.elapsed());
@@ -156,14 +162,14 @@ impl BackendPool {
     /// enough, as a backend can accept connections and still refuse or never complete logins.
     pub async fn probe_login(&self, timeout: Duration) -> Result<(), ServerError> {
         let login_and_leave = async {
-            let mut conn = ServerConn::connect(&self.target).await?;
+            let mut conn = ServerConn::connect(&self.target()).await?;
             conn.terminate().await;
             Ok(())
         };
         tokio::time::timeout(timeout, login_and_leave)
             .await
             .map_err(|_| ServerError::Timeout {
-                addr: self.target.addr(),
+                addr: self.target().addr(),
                 after: timeout,
             })?
     }
@@ -188,8 +194,9 @@ impl BackendPool {
         Err(CheckoutError::Backend {
             sqlstate: sqlstate::CONNECTION_FAILURE,
             message: format!(
-                "no usable connection to backend \"{}\" ({}:{})",
-                self.database, self.target.host, self.target.port
+                "no usable connection to backend \"{}\" ({})",
+                self.database,
+                self.target().addr()
             ),
         })
     }
@@ -197,7 +204,10 @@ impl BackendPool {
     /// What the pool grants now, or after waiting this client's turn (the expiry task sends
     /// [`Grant::Expired`] when `query_wait_timeout` runs out first).
     async fn next_grant(&self, started: Instant) -> Result<Grant<Box<ServerConn>>, CheckoutError> {
-        match self.slots.take(started + self.query_wait_timeout) {
+        match self
+            .slots
+            .take(started + self.settings.query_wait_timeout())
+        {
             Take::Now(grant) => Ok(grant),
             Take::Queued(receiver) => {
                 self.ensure_expiry();
@@ -220,7 +230,7 @@ impl BackendPool {
         CheckoutError::Exhausted {
             database: self.database.clone(),
             pool_size: self.size,
-            waited: self.query_wait_timeout,
+            waited: self.settings.query_wait_timeout(),
         }
     }
 
@@ -233,7 +243,7 @@ impl BackendPool {
             return Some("stale");
         }
         let idle_for = now.saturating_duration_since(conn.last_used);
-        if idle_for >= HEALTH_CHECK_AFTER_IDLE && conn.ping(&self.target).await.is_err() {
+        if idle_for >= HEALTH_CHECK_AFTER_IDLE && conn.ping(&self.target()).await.is_err() {
             return Some("stale");
         }
         None
@@ -243,7 +253,7 @@ impl BackendPool {
     /// then the place is freed.
     async fn open(&self, slot: Slot<Box<ServerConn>>) -> Result<Checkout, ConnectFailure> {
         let connecting = Connecting::count(&self.connecting);
-        let connected = ServerConn::connect(&self.target).await;
+        let connected = ServerConn::connect(&self.target()).await;
         drop(connecting);
         match connected {
             Ok(conn) => {
@@ -275,8 +285,12 @@ impl BackendPool {
     /// close idle ones past `server_idle_timeout` or `server_lifetime`. It ends with the pool.
     /// (Waits that run out are ended by the expiry task, which the first wait starts.)
     pub fn start_upkeep(self: &Arc<Self>) {
-        let period = upkeep_period(self.idle_timeout, self.slots.max_lifetime());
-        tokio::spawn(upkeep(Arc::downgrade(self), period));
+        tokio::spawn(upkeep(Arc::downgrade(self)));
+    }
+
+    /// How often upkeep runs with the settings now in force.
+    fn upkeep_period(&self) -> Duration {
+        upkeep_period(self.settings.idle_timeout(), self.slots.max_lifetime())
     }
 
     /// One round of upkeep: close what aged out, then open what `min_pool_size` lacks (one at a
@@ -284,7 +298,8 @@ impl BackendPool {
     /// every period; tests call it directly to observe a round deterministically.
     pub async fn tend(&self) {
         let now = Instant::now();
-        for conn in self.slots.reap(now, self.idle_timeout, self.min_idle) {
+        let min_idle = self.settings.min_idle();
+        for conn in self.slots.reap(now, self.settings.idle_timeout(), min_idle) {
             let reason = if self.slots.outlived(conn.created, now) {
                 "lifetime"
             } else {
@@ -292,7 +307,7 @@ impl BackendPool {
             };
             self.metrics.discarded(reason);
         }
-        while self.slots.occupancy().idle < self.min_idle {
+        while self.slots.occupancy().idle < min_idle && !self.is_retired() {
             let Some(slot) = self.slots.take_free_place() else {
                 return;
             };
@@ -300,6 +315,66 @@ impl BackendPool {
                 Ok(checkout) => checkout.give_back(),
                 Err(_) => return,
             }
+        }
+    }
+
+    /// Transaction or session pooling, as configured now (a reload may change it).
+    pub fn mode(&self) -> PoolMode {
+        self.settings.mode()
+    }
+
+    /// Where and as whom this pool's connections log in now.
+    pub fn target(&self) -> Arc<BackendTarget> {
+        self.settings.target()
+    }
+
+    /// Takes a reloaded configuration's mode, timeouts and target (connect timeout, backend
+    /// TLS). With `reconnect` (the destination or login changed), every connection open now
+    /// is closed when next released, never in the middle of a transaction.
+    pub fn reconfigure(
+        &self,
+        db: &DatabaseConfig,
+        limits: &Limits,
+        target: Arc<BackendTarget>,
+        reconnect: bool,
+    ) {
+        self.settings.update(db, limits);
+        let lifetime = (!db.server_lifetime.is_zero()).then_some(db.server_lifetime);
+        self.slots.set_max_lifetime(lifetime);
+        self.settings.replace_target(target);
+        if reconnect {
+            self.reconnect();
+        }
+    }
+
+    /// Closes every connection open now when it is next released (idle ones at once); new
+    /// connections are opened as clients need them.
+    pub fn reconnect(&self) {
+        self.slots.close_opened_before(Instant::now());
+        for _ in self.slots.reap(Instant::now(), None, 0) {
+            self.metrics.discarded("reconnect");
+        }
+    }
+
+    /// The configuration no longer has this pool: clients are refused at their next
+    /// checkout (57P01), connections close as they come back.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        self.reconnect();
+        self.slots.fail_waiters(&ConnectFailure {
+            sqlstate: sqlstate::ADMIN_SHUTDOWN,
+            message: self.retired_error().to_string(),
+        });
+    }
+
+    /// True once a reload removed this pool.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
+    }
+
+    fn retired_error(&self) -> CheckoutError {
+        CheckoutError::Retired {
+            database: self.database.clone(),
         }
     }
 
@@ -386,12 +461,13 @@ fn upkeep_period(idle_timeout: Option<Duration>, lifetime: Option<Duration>) -> 
         .max(Duration::from_millis(100))
 }
 
-async fn upkeep(pool: Weak<BackendPool>, period: Duration) {
+async fn upkeep(pool: Weak<BackendPool>) {
     loop {
         let Some(pool) = pool.upgrade() else {
             return;
         };
         pool.tend().await;
+        let period = pool.upkeep_period();
         drop(pool);
         tokio::time::sleep(period).await;
     }

@@ -12,7 +12,8 @@
 //! take the lock again in its `Drop` is dropped after the lock is released.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Notify};
@@ -80,7 +81,11 @@ pub struct Occupancy {
 /// The shared state of one pool's places.
 pub struct Slots<C: PoolConn> {
     size: u32,
-    max_lifetime: Option<Duration>,
+    /// `server_lifetime` in ms since a reload may change it; 0 means none.
+    max_lifetime_ms: AtomicU64,
+    /// Connections opened before this moment (ns after [`clock_base`]) are closed when they
+    /// come back: set by a reconnect (RECONNECT, or a reload that changed the target).
+    close_opened_before_ns: AtomicU64,
     state: Mutex<State<C>>,
     /// Wakes the expiring task when a client queues behind nobody (its deadline is new), and
     /// when the pool is dropped (so the task ends).
@@ -107,7 +112,8 @@ impl<C: PoolConn> Slots<C> {
     pub fn new(size: u32, max_lifetime: Option<Duration>) -> Arc<Self> {
         Arc::new(Slots {
             size,
-            max_lifetime,
+            max_lifetime_ms: AtomicU64::new(lifetime_ms(max_lifetime)),
+            close_opened_before_ns: AtomicU64::new(0),
             state: Mutex::new(State {
                 idle: Vec::new(),
                 waiters: VecDeque::new(),
@@ -233,15 +239,34 @@ impl<C: PoolConn> Slots<C> {
         }
     }
 
-    /// True once a connection opened at `created` has lived longer than `server_lifetime`.
+    /// True once a connection opened at `created` has lived longer than `server_lifetime`,
+    /// or was opened before the last reconnect.
     pub fn outlived(&self, created: Instant, now: Instant) -> bool {
-        self.max_lifetime
+        let reconnect = self.close_opened_before_ns.load(Ordering::Relaxed);
+        if reconnect > 0 && since_clock_base(created) < reconnect {
+            return true;
+        }
+        self.max_lifetime()
             .is_some_and(|max| now.saturating_duration_since(created) >= max)
     }
 
     /// `server_lifetime`, if connections have one.
     pub fn max_lifetime(&self) -> Option<Duration> {
-        self.max_lifetime
+        let ms = self.max_lifetime_ms.load(Ordering::Relaxed);
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
+    /// A reload changed `server_lifetime`.
+    pub fn set_max_lifetime(&self, max_lifetime: Option<Duration>) {
+        self.max_lifetime_ms
+            .store(lifetime_ms(max_lifetime), Ordering::Relaxed);
+    }
+
+    /// Every connection opened before `moment` counts as outlived from now on: idle ones are
+    /// reaped, borrowed ones closed when given back.
+    pub fn close_opened_before(&self, moment: Instant) {
+        self.close_opened_before_ns
+            .store(since_clock_base(moment).max(1), Ordering::Relaxed);
     }
 
     fn armed_slot(self: &Arc<Self>) -> Slot<C> {
@@ -261,6 +286,24 @@ impl<C: PoolConn> Slots<C> {
         }
         Some(grant)
     }
+}
+
+fn lifetime_ms(lifetime: Option<Duration>) -> u64 {
+    lifetime.map_or(0, |d| {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    })
+}
+
+/// The process's reference moment for comparing connection ages with an atomic.
+fn clock_base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+/// Nanoseconds from [`clock_base`] to `moment` (0 for moments before it).
+fn since_clock_base(moment: Instant) -> u64 {
+    let elapsed = moment.saturating_duration_since(clock_base());
+    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl<C: PoolConn> Grant<C> {

@@ -32,11 +32,11 @@ use tracing::Instrument;
 pub use expect::{ExpectQueue, Route};
 pub use params::{parse_options, ClientParams};
 
-use crate::auth::UserStore;
 use crate::cancel::CancelRegistry;
 use crate::config::{ClientTlsMode, Config};
+use crate::live::LiveState;
 use crate::metrics::{ClientState, LoginResult, Metrics, RejectReason};
-use crate::pool::{BackendPool, PoolRegistry};
+use crate::pool::BackendPool;
 use crate::protocol::frame::FrameScanner;
 use crate::protocol::messages;
 use crate::protocol::startup::{Inbox, StartupLimits, StartupParams};
@@ -47,36 +47,41 @@ use relay::Relay;
 
 /// Everything a session needs, shared by all sessions of a proxy.
 pub struct SessionContext {
-    pub config: Arc<Config>,
-    pub users: UserStore,
-    pub pools: Arc<PoolRegistry>,
+    /// Configuration, users, pools and client TLS: replaced whole by a reload.
+    pub live: LiveState,
     pub cancel: Arc<CancelRegistry>,
     pub metrics: Arc<Metrics>,
-    /// The client listener's TLS configuration (none when client TLS is off).
-    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Process-wide cache of named prepared statements (transaction mode).
     pub statements: prepared::StatementCache,
     /// Shutdown phases and the park clock (see [`signal::SessionSignal`]).
     pub signals: watch::Receiver<signal::SessionSignal>,
     /// Where long-idle sessions wait outside the runtime.
     pub parking: park::ParkingLot,
+    /// Places under `max_client_connections`.
+    pub admission: crate::admission::Admission,
+    /// Where a reload reads the configuration from.
+    pub reloader: crate::reload::Reloader,
 }
 
 impl SessionContext {
-    fn tls_config(&self) -> Option<&Arc<rustls::ServerConfig>> {
-        self.tls
-            .as_ref()
-            .filter(|_| self.config.tls.mode != ClientTlsMode::Disable)
+    /// The configuration now in force (a reload may replace it at any time).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.live.load().config)
+    }
+
+    fn tls_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.live.load().tls_config().cloned()
     }
 
     fn tls_mode(&self) -> ClientTlsMode {
-        self.config.tls.mode
+        self.live.load().config.tls.mode
     }
 
     fn startup_limits(&self) -> StartupLimits {
+        let live = self.live.load();
         StartupLimits {
-            max_packet_size: self.config.limits.max_startup_packet_size,
-            max_parameters: self.config.limits.max_startup_parameters,
+            max_packet_size: live.config.limits.max_startup_packet_size,
+            max_parameters: live.config.limits.max_startup_parameters,
         }
     }
 }
@@ -113,7 +118,7 @@ pub async fn run_client(
     // Each phase is boxed: the task then holds only the state of the phase it is in, and
     // an idle client (the common case, by the thousand) does not carry the TLS handshake's
     // and login's state for its whole life.
-    let login_timeout = ctx.config.limits.login_timeout;
+    let login_timeout = ctx.live.load().config.limits.login_timeout;
     let login = tokio::time::timeout(login_timeout, open_session(tcp, &ctx));
     let (stream, startup, pool, early) = match Box::pin(login.instrument(span.clone())).await {
         Ok(Some(logged_in)) => logged_in,
@@ -193,8 +198,10 @@ async fn authenticate_and_route(
     startup: &StartupParams,
     ctx: &SessionContext,
 ) -> Result<Arc<BackendPool>, LoginError> {
-    login::authenticate(stream, inbox, startup, ctx).await?;
-    ctx.pools
+    // One generation for the whole login: the user and the route come from the same config.
+    let live = ctx.live.snapshot();
+    login::authenticate(stream, inbox, startup, &live).await?;
+    live.pools
         .route(&startup.database, &startup.user)
         .map_err(|e| LoginError::Refused {
             sqlstate: crate::protocol::sqlstate::INVALID_AUTHORIZATION,
@@ -275,7 +282,11 @@ async fn welcome(
         bytes_in: 0,
         bytes_out: 0,
         statements: prepared::ClientStatements::new(
-            ctx.config.pooling.max_prepared_statements_per_client,
+            ctx.live
+                .load()
+                .config
+                .pooling
+                .max_prepared_statements_per_client,
         ),
         pins: Vec::new(),
         signals: ctx.signals.clone(),

@@ -159,7 +159,7 @@ impl Relay {
             let broken = matches!(exit, Exit::BackendLost(_) | Exit::BackendEnded)
                 || !self.client_scan.at_boundary();
             self.cancel.detach();
-            let limit = self.ctx.config.limits.server_reset_timeout;
+            let limit = self.ctx.live.load().config.limits.server_reset_timeout;
             salvage(*held, &self.pool, limit, broken, &self.pins).await;
         }
         for reason in self.pins.clone() {
@@ -179,7 +179,7 @@ impl Relay {
     /// many, so their wait is a small future of its own; the serving state (checkout, writes,
     /// replies: several times larger) lives in a box only while the client is active.
     async fn relay_loop(&mut self) -> Exit {
-        if self.pool.mode == PoolMode::Session {
+        if self.pool.mode() == PoolMode::Session {
             if let Err(exit) = Box::pin(self.checkout()).await {
                 return exit;
             }
@@ -213,6 +213,13 @@ impl Relay {
             if idle && signal.draining || signal.closing {
                 return Some(shutting_down());
             }
+            // A reload removed the pool: the client finished its transaction, now it is told.
+            if idle && self.pool.is_retired() {
+                let error = crate::pool::CheckoutError::Retired {
+                    database: self.pool.database.clone(),
+                };
+                return Some(fatal(error.sqlstate(), &error.to_string()));
+            }
         }
     }
 
@@ -243,10 +250,14 @@ impl Relay {
     /// Which timeout applies while waiting: idle-in-transaction when a backend is held inside
     /// a transaction with nothing outstanding, otherwise the client idle timeout when idle.
     fn timeout(&self) -> Option<(Duration, fn() -> Event)> {
-        let limits = &self.ctx.config.limits;
+        // The backend is working: bounding that is statement_timeout's job (checked before the
+        // configuration is read, as this is the common case of an active client).
+        if self.held.as_deref().is_some_and(|h| !h.queue.is_empty()) {
+            return None;
+        }
+        let live = self.ctx.live.load();
+        let limits = &live.config.limits;
         let (duration, event): (Duration, fn() -> Event) = match &self.held {
-            // The backend is working: bounding that is statement_timeout's job.
-            Some(h) if !h.queue.is_empty() => return None,
             // The backend waits for the client, which holds it: in a transaction, in an open
             // extended-protocol batch or COPY, or in the middle of sending a message.
             Some(h)
@@ -337,7 +348,7 @@ impl Relay {
         // flight waits for that cancel.
         // (These are exactly `release_if_idle`'s conditions but the cancel, so this never spins.)
         let idle = held.is_idle();
-        let waits_for_cancel = pool.mode == PoolMode::Transaction
+        let waits_for_cancel = pool.mode() == PoolMode::Transaction
             && pins.is_empty()
             && client_scan.at_boundary()
             && idle;
@@ -394,7 +405,7 @@ impl Relay {
             Some(&tag) if !is_frontend_tag(tag) => return Err(invalid_message_type(tag)),
             _ => {}
         }
-        let max = self.ctx.config.limits.max_message_size;
+        let max = self.ctx.live.load().config.limits.max_message_size;
         let header = match crate::protocol::frame::peek_header(&self.client_buf, max) {
             Ok(Some(header)) => header,
             Ok(None) => return Ok(false),
@@ -464,7 +475,7 @@ impl Relay {
         let checkout = checkout.map_err(|e| fatal(e.sqlstate(), &e.to_string()))?;
         let mut held = Held::new(checkout);
         let conn = held.conn();
-        self.cancel.attach(Arc::clone(&self.pool.target), conn.key);
+        self.cancel.attach(self.pool.target(), conn.key);
         if let Some(sql) = self
             .params
             .sync_sql(&conn.params, &mut conn.applied, &mut conn.aligned)
@@ -487,7 +498,7 @@ impl Relay {
             && self.client_scan.at_boundary()
             && self.pins.is_empty();
         // A cancel on its way to this backend must not reach another client's statement.
-        if !idle || self.pool.mode != PoolMode::Transaction || !self.cancel.try_detach() {
+        if !idle || self.pool.mode() != PoolMode::Transaction || !self.cancel.try_detach() {
             return;
         }
         if let Some(mut held) = self.held.take() {
@@ -514,7 +525,7 @@ impl Relay {
         if self.held.as_deref().is_some_and(|h| h.ended_by_backend) {
             return Exit::BackendEnded;
         }
-        let target = &self.pool.target;
+        let target = self.pool.target();
         Exit::BackendLost(format!(
             "connection to backend \"{}\" ({}:{}) was lost: {detail}",
             self.pool.database, target.host, target.port

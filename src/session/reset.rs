@@ -67,11 +67,11 @@ async fn restore(
     pool: &BackendPool,
     pins: &[PinReason],
 ) -> Result<bool, ResetError> {
-    if held.is_idle() && pool.mode == PoolMode::Transaction && pins.is_empty() {
+    if held.is_idle() && pool.mode() == PoolMode::Transaction && pins.is_empty() {
         return Ok(true);
     }
     if held.queue.forget_synthesized() > 0 {
-        if let Err(error) = send_cancel(&pool.target, held.conn().key).await {
+        if let Err(error) = send_cancel(&pool.target(), held.conn().key).await {
             tracing::debug!(%error, "cancel during reset failed");
         }
     }
@@ -88,7 +88,7 @@ async fn restore(
     if held.status != b'I' {
         run(held, "ROLLBACK").await?;
     }
-    if pool.mode == PoolMode::Session {
+    if pool.mode() == PoolMode::Session {
         run(held, "DISCARD ALL").await?;
         forget_session_state(held);
     } else if let Some(cleanup) = pin_cleanup(pins) {

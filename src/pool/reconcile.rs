@@ -1,0 +1,186 @@
+//! Building the pool registry from a configuration, and rebuilding it on reload.
+//!
+//! A reload must not disturb a single client, so it works in two steps. [`plan`] does
+//! everything that can fail (backend TLS files) and touches nothing that runs: it only decides
+//! which pools are kept, which are new and which are gone. [`ReloadPlan::commit`] then cannot
+//! fail: kept pools take their new settings in place (sessions hold them by `Arc`), a pool
+//! whose destination or login changed closes each connection when it is next released, new
+//! pools start, and removed pools are retired (their clients are told at their next
+//! checkout, after the transaction they are in).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{backend_logins, BackendPool, PoolBuildError, PoolRegistry};
+use crate::config::{Config, DatabaseConfig};
+use crate::metrics::Metrics;
+use crate::server::BackendTarget;
+
+/// What a reload will do to the pools; nothing has happened yet.
+pub struct ReloadPlan {
+    /// Every pool of the new configuration, kept or new.
+    pools: HashMap<(String, String), Arc<BackendPool>>,
+    kept: Vec<Kept>,
+    new: Vec<Arc<BackendPool>>,
+    removed: Vec<Arc<BackendPool>>,
+}
+
+/// A pool that stays, with what it takes from the new configuration.
+struct Kept {
+    pool: Arc<BackendPool>,
+    db: DatabaseConfig,
+    target: Arc<BackendTarget>,
+    /// Destination or login changed: connections open now must not be reused.
+    reconnect: bool,
+}
+
+/// What a reload changed, as `database/user` names, for the log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PoolChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Pools whose backend destination or login changed.
+    pub reconnecting: Vec<String>,
+}
+
+/// Plans moving from the pools of `old` to what `config` describes.
+pub fn plan_reload(
+    old: &PoolRegistry,
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<ReloadPlan, PoolBuildError> {
+    plan(Some(old), config, metrics)
+}
+
+/// Plans the pools of `config`, reusing those of `old` (if any) with the same database and
+/// backend user.
+pub(super) fn plan(
+    old: Option<&PoolRegistry>,
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<ReloadPlan, PoolBuildError> {
+    let mut plan = ReloadPlan {
+        pools: HashMap::new(),
+        kept: Vec::new(),
+        new: Vec::new(),
+        removed: Vec::new(),
+    };
+    for db in &config.databases {
+        let tls =
+            crate::tls::client_config(db.tls_mode, db.tls_ca_file.as_deref()).map_err(|e| {
+                PoolBuildError {
+                    database: db.name.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        for (user, password) in backend_logins(config, db) {
+            let target = Arc::new(BackendTarget {
+                database: db.name.clone(),
+                host: db.host.clone(),
+                port: db.port,
+                dbname: db.dbname.clone(),
+                user: user.clone(),
+                password,
+                tls_mode: db.tls_mode,
+                tls: tls.clone(),
+                connect_timeout: db.connect_timeout,
+                // Nothing of pgferry's own: a backend's defaults must be what a client
+                // connecting directly would get (application_name included).
+                startup_params: Vec::new(),
+                max_prepared_statements: config.pooling.max_prepared_statements_per_server,
+            });
+            let key = (db.name.clone(), user);
+            let pool = match old.and_then(|o| Some((o, o.pools.get(&key)?))) {
+                Some((old, pool)) => {
+                    let reconnect =
+                        login_changed(old.databases.get(&db.name), db, &pool.target(), &target);
+                    plan.kept.push(Kept {
+                        pool: Arc::clone(pool),
+                        db: db.clone(),
+                        target,
+                        reconnect,
+                    });
+                    Arc::clone(pool)
+                }
+                None => {
+                    let metrics = metrics.pool(&db.name, &key.1);
+                    let pool = Arc::new(BackendPool::new(db, target, &config.limits, metrics));
+                    plan.new.push(Arc::clone(&pool));
+                    pool
+                }
+            };
+            plan.pools.insert(key, pool);
+        }
+    }
+    if let Some(old) = old {
+        plan.removed = old
+            .pools
+            .iter()
+            .filter(|(key, _)| !plan.pools.contains_key(*key))
+            .map(|(_, pool)| Arc::clone(pool))
+            .collect();
+    }
+    Ok(plan)
+}
+
+/// True if connections made for `old_target` must not serve after the change to
+/// `new_target`: another server, database, user, password or TLS policy.
+fn login_changed(
+    old_db: Option<&DatabaseConfig>,
+    new_db: &DatabaseConfig,
+    old_target: &BackendTarget,
+    new_target: &BackendTarget,
+) -> bool {
+    let tls_changed = old_db.is_none_or(|old| old.tls_ca_file != new_db.tls_ca_file);
+    tls_changed
+        || old_target.host != new_target.host
+        || old_target.port != new_target.port
+        || old_target.dbname != new_target.dbname
+        || old_target.user != new_target.user
+        || old_target.password != new_target.password
+        || old_target.tls_mode != new_target.tls_mode
+}
+
+impl ReloadPlan {
+    /// What committing this plan changes (for the reload's log line).
+    pub fn changes(&self) -> PoolChanges {
+        let name = |p: &Arc<BackendPool>| format!("{}/{}", p.database, p.user);
+        let mut changes = PoolChanges {
+            added: self.new.iter().map(name).collect(),
+            removed: self.removed.iter().map(name).collect(),
+            reconnecting: self
+                .kept
+                .iter()
+                .filter(|k| k.reconnect)
+                .map(|k| name(&k.pool))
+                .collect(),
+        };
+        changes.added.sort();
+        changes.removed.sort();
+        changes.reconnecting.sort();
+        changes
+    }
+
+    /// Applies the plan; cannot fail. Returns the registry to install.
+    pub fn commit(self, config: &Config) -> PoolRegistry {
+        for kept in self.kept {
+            kept.pool
+                .reconfigure(&kept.db, &config.limits, kept.target, kept.reconnect);
+        }
+        for pool in &self.new {
+            pool.start_upkeep();
+        }
+        for pool in &self.removed {
+            pool.retire();
+        }
+        let databases = config
+            .databases
+            .iter()
+            .map(|d| (d.name.clone(), d.clone()))
+            .collect();
+        PoolRegistry {
+            pools: self.pools,
+            databases,
+        }
+    }
+}

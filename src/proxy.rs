@@ -61,7 +61,9 @@ impl Proxy {
         let metrics = Metrics::new();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (signals_tx, signals_rx) = watch::channel(SessionSignal::default());
-        let (ctx, lot_poll) = build_context(&config, &metrics, signals_rx, reloader)?;
+        let signal_sender = signals_tx.clone();
+        let (ctx, lot_poll) =
+            build_context(&config, &metrics, (signal_sender, signals_rx), reloader)?;
         let ctx = Arc::new(ctx);
         if let Some(poll) = lot_poll {
             tokio::spawn(park::serve(Arc::clone(&ctx), poll));
@@ -110,7 +112,7 @@ impl Proxy {
 fn build_context(
     config: &Arc<Config>,
     metrics: &Arc<Metrics>,
-    signals: watch::Receiver<SessionSignal>,
+    (signal_sender, signals): (SignalSender, watch::Receiver<SessionSignal>),
     reloader: Reloader,
 ) -> Result<(SessionContext, Option<LotPoll>), StartError> {
     let invalid = |e: &dyn std::fmt::Display| StartError::Invalid(e.to_string());
@@ -136,6 +138,7 @@ fn build_context(
         parking,
         admission: Admission::new(config.limits.max_client_connections),
         reloader,
+        signal_sender,
     };
     Ok((ctx, lot_poll))
 }

@@ -134,6 +134,11 @@ pub fn apply(ctx: &SessionContext, mut config: Config) -> Result<ReloadSummary, 
         pools: registry,
         tls,
     });
+    if !pools.removed.is_empty() {
+        // Sessions of removed pools that wait outside a transaction learn it now.
+        ctx.signal_sender
+            .send_modify(|signal| signal.retire_epoch = signal.retire_epoch.wrapping_add(1));
+    }
     Ok(ReloadSummary {
         pools,
         restart_needed,

@@ -61,6 +61,8 @@ pub struct SessionContext {
     pub admission: crate::admission::Admission,
     /// Where a reload reads the configuration from.
     pub reloader: crate::reload::Reloader,
+    /// The sending side of [`SessionContext::signals`], for what a reload tells sessions.
+    pub signal_sender: signal::SignalSender,
 }
 
 impl SessionContext {

@@ -70,6 +70,8 @@ enum Event {
     Park,
     /// The session signals changed (see [`SessionSignal`]).
     Signalled,
+    /// A reload removed this session's pool while it was idle.
+    Retired,
 }
 
 /// A logged-in client session.
@@ -215,10 +217,7 @@ impl Relay {
             }
             // A reload removed the pool: the client finished its transaction, now it is told.
             if idle && self.pool.is_retired() {
-                let error = crate::pool::CheckoutError::Retired {
-                    database: self.pool.database.clone(),
-                };
-                return Some(fatal(error.sqlstate(), &error.to_string()));
+                return Some(self.retired());
             }
         }
     }
@@ -242,6 +241,7 @@ impl Relay {
             )),
             Event::Shutdown => Some(shutting_down()),
             Event::Park => Some(Exit::Park),
+            Event::Retired => Some(self.retired()),
             // Nothing to do here: the checks after every event (release, shutdown) do it.
             Event::CancelsSettled | Event::Signalled => None,
         }
@@ -304,6 +304,7 @@ impl Relay {
             client_buf,
             signals,
             timer,
+            pool,
             ..
         } = self;
         let since = signals.borrow_and_update().park_epoch;
@@ -318,6 +319,9 @@ impl Relay {
                     }
                     if signal.parks_wait_from(since) && client_buf.is_empty() {
                         return Event::Park;
+                    }
+                    if pool.is_retired() {
+                        return Event::Retired;
                     }
                 }
             }
@@ -507,6 +511,14 @@ impl Relay {
             self.gauge.set(ClientState::Idle);
             self.flush_byte_counts();
         }
+    }
+
+    /// How a session of a pool that a reload removed ends (outside a transaction).
+    fn retired(&self) -> Exit {
+        let error = crate::pool::CheckoutError::Retired {
+            database: self.pool.database.clone(),
+        };
+        fatal(error.sqlstate(), &error.to_string())
     }
 
     /// Byte counters go to Prometheus per transaction, not per message.

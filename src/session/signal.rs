@@ -16,6 +16,9 @@ pub struct SessionSignal {
     pub closing: bool,
     /// Ticks of the park clock; an idle wait that saw two ticks parks its session.
     pub park_epoch: u32,
+    /// Reloads that removed pools: each wakes the sessions, and those of a removed pool end
+    /// once they are outside a transaction.
+    pub retire_epoch: u32,
 }
 
 impl SessionSignal {

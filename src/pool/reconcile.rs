@@ -184,3 +184,53 @@ impl ReloadPlan {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(db: &DatabaseConfig, user: &str, password: &str) -> BackendTarget {
+        BackendTarget {
+            database: db.name.clone(),
+            host: db.host.clone(),
+            port: db.port,
+            dbname: db.dbname.clone(),
+            user: user.into(),
+            password: Some(password.into()),
+            tls_mode: db.tls_mode,
+            tls: None,
+            connect_timeout: db.connect_timeout,
+            startup_params: Vec::new(),
+            max_prepared_statements: 10,
+        }
+    }
+
+    #[test]
+    fn only_destination_login_and_tls_policy_changes_need_new_connections() {
+        let old_db = DatabaseConfig::new("app", "db1", 5432);
+        let old = target(&old_db, "u", "p");
+        let same =
+            |db: &DatabaseConfig, t: &BackendTarget| !login_changed(Some(&old_db), db, &old, t);
+        let mut db = old_db.clone();
+        db.pool_size = 99;
+        db.connect_timeout = std::time::Duration::from_secs(1);
+        assert!(
+            same(&db, &target(&db, "u", "p")),
+            "sizes and timeouts apply in place"
+        );
+        assert!(!same(&db, &target(&db, "u", "rotated")), "a new password");
+        assert!(!same(&db, &target(&db, "v", "p")), "another backend user");
+        let mut moved = old_db.clone();
+        moved.host = "db2".into();
+        assert!(!same(&moved, &target(&moved, "u", "p")), "another host");
+        let mut renamed = old_db.clone();
+        renamed.dbname = "other".into();
+        assert!(
+            !same(&renamed, &target(&renamed, "u", "p")),
+            "another database"
+        );
+        let mut ca = old_db.clone();
+        ca.tls_ca_file = Some("/etc/new-bundle.pem".into());
+        assert!(!same(&ca, &target(&ca, "u", "p")), "another CA bundle");
+    }
+}

@@ -162,7 +162,7 @@ impl BackendPool {
     /// enough, as a backend can accept connections and still refuse or never complete logins.
     pub async fn probe_login(&self, timeout: Duration) -> Result<(), ServerError> {
         let login_and_leave = async {
-            let mut conn = ServerConn::connect(&self.target()).await?;
+            let mut conn = ServerConn::connect_shared(&self.target()).await?;
             conn.terminate().await;
             Ok(())
         };
@@ -243,7 +243,9 @@ impl BackendPool {
             return Some("stale");
         }
         let idle_for = now.saturating_duration_since(conn.last_used);
-        if idle_for >= HEALTH_CHECK_AFTER_IDLE && conn.ping(&self.target()).await.is_err() {
+        if idle_for >= HEALTH_CHECK_AFTER_IDLE
+            && conn.ping(&Arc::clone(&conn.target)).await.is_err()
+        {
             return Some("stale");
         }
         None
@@ -253,7 +255,7 @@ impl BackendPool {
     /// then the place is freed.
     async fn open(&self, slot: Slot<Box<ServerConn>>) -> Result<Checkout, ConnectFailure> {
         let connecting = Connecting::count(&self.connecting);
-        let connected = ServerConn::connect(&self.target()).await;
+        let connected = ServerConn::connect_shared(&self.target()).await;
         drop(connecting);
         match connected {
             Ok(conn) => {

@@ -1,6 +1,7 @@
 //! One authenticated backend connection, and cancel requests to its backend.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -43,6 +44,9 @@ pub struct ServerConn {
     pub key: BackendKey,
     /// Process-unique id, for logs and the admin console.
     pub id: u64,
+    /// Where and as whom this connection logged in. A reload may point the pool elsewhere
+    /// while the connection is borrowed; cancel requests must still reach this backend.
+    pub target: Arc<BackendTarget>,
     /// When the login completed (server_lifetime).
     pub created: Instant,
     /// When the connection last became idle; health checks are skipped for recently used ones.
@@ -53,6 +57,11 @@ pub struct ServerConn {
 impl ServerConn {
     /// Connects, negotiates TLS and logs in, all within `target.connect_timeout`.
     pub async fn connect(target: &BackendTarget) -> Result<ServerConn, ServerError> {
+        ServerConn::connect_shared(&Arc::new(target.clone())).await
+    }
+
+    /// [`ServerConn::connect`] for a pool, whose connections share its target.
+    pub async fn connect_shared(target: &Arc<BackendTarget>) -> Result<ServerConn, ServerError> {
         bounded(target, async {
             let mut stream = establish(target).await?;
             let outcome = login(&mut stream, target).await?;
@@ -66,6 +75,7 @@ impl ServerConn {
                 prepared: ServerPrepared::new(target.max_prepared_statements),
                 key: outcome.key,
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                target: Arc::clone(target),
                 created: now,
                 last_used: now,
                 clean: true,

@@ -67,7 +67,7 @@ fn wants_body(tag: u8, transaction_mode: bool, session_queries: bool) -> bool {
 impl Relay {
     /// Walks the complete client messages in the buffer and plans what to send.
     pub(super) fn scan_client(&mut self) -> Result<Batch, Exit> {
-        let max = self.ctx.live.load().config.limits.max_message_size;
+        let max = self.ctx.live.relay().max_message_size();
         let transaction_mode = self.pool.mode() == PoolMode::Transaction;
         let session_queries = !transaction_mode && self.params.has_startup_settings();
         let mut batch = Batch {

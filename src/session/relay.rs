@@ -250,13 +250,11 @@ impl Relay {
     /// Which timeout applies while waiting: idle-in-transaction when a backend is held inside
     /// a transaction with nothing outstanding, otherwise the client idle timeout when idle.
     fn timeout(&self) -> Option<(Duration, fn() -> Event)> {
-        // The backend is working: bounding that is statement_timeout's job (checked before the
-        // configuration is read, as this is the common case of an active client).
+        // The backend is working: bounding that is statement_timeout's job.
         if self.held.as_deref().is_some_and(|h| !h.queue.is_empty()) {
             return None;
         }
-        let live = self.ctx.live.load();
-        let limits = &live.config.limits;
+        let limits = self.ctx.live.relay();
         let (duration, event): (Duration, fn() -> Event) = match &self.held {
             // The backend waits for the client, which holds it: in a transaction, in an open
             // extended-protocol batch or COPY, or in the middle of sending a message.
@@ -266,11 +264,11 @@ impl Relay {
                     || h.copy_in
                     || !self.client_scan.at_boundary() =>
             {
-                (limits.idle_transaction_timeout, || {
+                (limits.idle_transaction_timeout(), || {
                     Event::IdleInTransactionTimeout
                 })
             }
-            _ => (limits.client_idle_timeout, || Event::IdleTimeout),
+            _ => (limits.client_idle_timeout(), || Event::IdleTimeout),
         };
         (!duration.is_zero()).then_some((duration, event))
     }
@@ -409,7 +407,7 @@ impl Relay {
             Some(&tag) if !is_frontend_tag(tag) => return Err(invalid_message_type(tag)),
             _ => {}
         }
-        let max = self.ctx.live.load().config.limits.max_message_size;
+        let max = self.ctx.live.relay().max_message_size();
         let header = match crate::protocol::frame::peek_header(&self.client_buf, max) {
             Ok(Some(header)) => header,
             Ok(None) => return Ok(false),
@@ -479,7 +477,7 @@ impl Relay {
         let checkout = checkout.map_err(|e| fatal(e.sqlstate(), &e.to_string()))?;
         let mut held = Held::new(checkout);
         let conn = held.conn();
-        self.cancel.attach(self.pool.target(), conn.key);
+        self.cancel.attach(Arc::clone(&conn.target), conn.key);
         if let Some(sql) = self
             .params
             .sync_sql(&conn.params, &mut conn.applied, &mut conn.aligned)

@@ -71,7 +71,9 @@ async fn restore(
         return Ok(true);
     }
     if held.queue.forget_synthesized() > 0 {
-        if let Err(error) = send_cancel(&pool.target(), held.conn().key).await {
+        let conn = held.conn();
+        let (target, key) = (std::sync::Arc::clone(&conn.target), conn.key);
+        if let Err(error) = send_cancel(&target, key).await {
             tracing::debug!(%error, "cancel during reset failed");
         }
     }

@@ -78,6 +78,13 @@ impl Controls {
         mode.unwrap_or(ShutdownMode::Immediate)
     }
 
+    /// Wakes every session so those of pools a reload removed end once they are outside a
+    /// transaction.
+    pub fn announce_retirements(&self) {
+        self.signals
+            .send_modify(|s| s.retire_epoch = s.retire_epoch.wrapping_add(1));
+    }
+
     /// Wakes every session so the killed ones see their kill order.
     fn wake_sessions(&self) {
         self.signals
@@ -90,10 +97,12 @@ fn pools_of(
     ctx: &SessionContext,
     database: Option<&str>,
 ) -> Result<Vec<Arc<BackendPool>>, ControlError> {
+    let live = ctx.live.load();
+    let pools = &live.pools;
     match database {
-        Some(db) if !ctx.pools.has_database(db) => Err(ControlError::NoSuchDatabase(db.into())),
-        Some(db) => Ok(ctx.pools.pools_for(db)),
-        None => Ok(ctx.pools.pools().cloned().collect()),
+        Some(db) if !pools.has_database(db) => Err(ControlError::NoSuchDatabase(db.into())),
+        Some(db) => Ok(pools.pools_for(db)),
+        None => Ok(pools.pools().cloned().collect()),
     }
 }
 
@@ -216,14 +225,16 @@ pub fn request_shutdown(ctx: &SessionContext, mode: ShutdownMode) {
 /// pausing every pool).
 pub async fn servers_released(ctx: &SessionContext) {
     let mut poll = tokio::time::interval(POLL_EVERY);
-    while ctx.pools.pools().any(|p| p.in_use() > 0) {
+    while ctx.live.load().pools.pools().any(|p| p.in_use() > 0) {
         poll.tick().await;
     }
 }
 
 /// True while PAUSE or KILL holds any pool of `database` (SHOW DATABASES' `paused`).
 pub fn is_held(ctx: &SessionContext, database: &str) -> bool {
-    ctx.pools
+    ctx.live
+        .load()
+        .pools
         .pools_for(database)
         .iter()
         .any(|p| p.hold().is_some())

@@ -5,15 +5,18 @@
 //! shutdown), so end-to-end tests exercise exactly the code the binary runs.
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod cancel;
 pub mod client_tls;
 pub mod config;
 pub mod control;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod pool;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod session;
 mod spare;

@@ -7,6 +7,7 @@ use clap::Parser;
 use pgferry::config::cli::{Cli, Command};
 use pgferry::config::{Config, LogFormat};
 use pgferry::control::ShutdownMode;
+use pgferry::reload::{LogFilterHook, Reloader};
 use pgferry::Proxy;
 
 fn main() -> ExitCode {
@@ -14,7 +15,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::HashPassword { .. }) => hash_password(),
-        None => run(&cli),
+        None => run(cli),
     }
 }
 
@@ -49,7 +50,7 @@ fn hash_password() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(cli: &Cli) -> ExitCode {
+fn run(cli: Cli) -> ExitCode {
     let config = match cli.resolve_config() {
         Ok(config) => config,
         Err(error) => {
@@ -57,7 +58,10 @@ fn run(cli: &Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
+    let log_filter = init_logging(&config);
+    // A reload reads the same file with the same flags and environment as start-up.
+    let reloader =
+        Reloader::new(Box::new(move || cli.resolve_config())).with_log_filter(log_filter);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.runtime.worker_threads > 0 {
         builder.worker_threads(config.runtime.worker_threads);
@@ -69,11 +73,11 @@ fn run(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, reloader))
 }
 
-async fn serve(config: Config) -> ExitCode {
-    let handle = match Proxy::start(config).await {
+async fn serve(config: Config, reloader: Reloader) -> ExitCode {
+    let handle = match Proxy::start_with(config, reloader).await {
         Ok(handle) => handle,
         Err(error) => {
             tracing::error!(%error, "pgferry could not start");
@@ -82,7 +86,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let mode = tokio::select! {
-        () = wait_for_signal() => ShutdownMode::Immediate,
+        () = wait_for_stop_reloading_on_hangup(&handle) => ShutdownMode::Immediate,
         mode = handle.shutdown_requested() => mode,
     };
     tracing::info!(?mode, "shutting down");
@@ -90,33 +94,64 @@ async fn serve(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Serves until SIGTERM or SIGINT; each SIGHUP reloads the configuration (the outcome is
+/// logged by the reload itself, and a rejected file changes nothing).
+async fn wait_for_stop_reloading_on_hangup(handle: &pgferry::ProxyHandle) {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let (Ok(mut term), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::warn!("cannot listen for SIGTERM/SIGHUP; only Ctrl-C stops pgferry");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = handle.reload().await;
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Installs the log subscriber; returns how a reload changes its filter (`log.level`).
+/// RUST_LOG, when set, wins over the file at start-up and on reload.
+fn init_logging(config: &Config) -> LogFilterHook {
+    use tracing_subscriber::EnvFilter;
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let pinned_by_env = from_env.is_some();
+    let filter = from_env
+        .or_else(|| EnvFilter::try_new(&config.log.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour_logs())
         .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Human => builder.init(),
-    }
+    let set: Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync> = match config.log.format {
+        LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+        }
+        LogFormat::Human => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+        }
+    };
+    Box::new(move |level: &str| {
+        if pinned_by_env {
+            return Err("RUST_LOG is set and wins over log.level".to_string());
+        }
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        set(filter)
+    })
 }
 
 /// Colour only where a human watches a terminal: logs written to a file, a pipe or journald

@@ -9,11 +9,13 @@
 //!   [`Metrics::encode`].
 
 mod pool;
+mod reload;
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use pool::{PoolGauges, PoolVecs};
 pub use pool::{PoolMetrics, PoolState, PoolStateSource, PoolTotals};
+pub use reload::ReloadMetrics;
 
 #[cfg(target_os = "linux")]
 use prometheus::process_collector::ProcessCollector;
@@ -101,6 +103,8 @@ pub struct Metrics {
     pool_source: Mutex<Option<Weak<dyn PoolStateSource>>>,
     backend_up: IntGaugeVec,
     pinned_sessions: IntGaugeVec,
+    /// Configuration reloads (see [`ReloadMetrics`]).
+    pub reload: ReloadMetrics,
 }
 
 /// Counts one client session in exactly one state of `pgferry_client_connections` for as
@@ -184,6 +188,13 @@ where
     registered.expect("static metric definitions are valid and unique")
 }
 
+/// Hands back metrics a submodule registered itself; failure has the same cause as in
+/// [`reg`] (a malformed or duplicate constant definition), caught by every unit test.
+fn registered<M>(metrics: prometheus::Result<M>) -> M {
+    #[allow(clippy::expect_used)]
+    metrics.expect("static metric definitions are valid and unique")
+}
+
 fn counter_vec(r: &Registry, (name, help): Def, labels: &[&str]) -> IntCounterVec {
     reg(r, IntCounterVec::new(Opts::new(name, help), labels))
 }
@@ -250,6 +261,7 @@ impl Metrics {
             pool_source: Mutex::new(None),
             backend_up: gauge_vec(&r, BACKEND_UP, &["database"]),
             pinned_sessions: gauge_vec(&r, PINNED_SESSIONS, &["reason"]),
+            reload: registered(ReloadMetrics::new(&r)),
             registry: r,
         })
     }
@@ -325,6 +337,11 @@ impl Metrics {
         self.backend_up
             .with_label_values(&[database])
             .set(i64::from(up));
+    }
+
+    /// A reload removed `database`: its `pgferry_backend_up` series goes away.
+    pub fn forget_backend(&self, database: &str) {
+        let _ = self.backend_up.remove_label_values(&[database]);
     }
 
     /// Installs the scrape-time pool state source. `Weak` because the pool registry itself

@@ -5,14 +5,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
+use crate::admission::Admission;
 use crate::auth::UserStore;
 use crate::cancel::CancelRegistry;
-use crate::config::{ClientTlsMode, Config};
+use crate::config::Config;
 use crate::control::ShutdownMode;
+use crate::live::{client_tls, Live, LiveState};
 use crate::metrics::{Metrics, PoolStateSource};
-use crate::pool::{spawn_health_checker, PoolRegistry};
+use crate::pool::{spawn_health_checker, PoolRegistry, RegistrySource};
+use crate::reload::{ReloadError, ReloadSummary, Reloader};
 use crate::session::park::{self, LotPoll, ParkingLot};
 use crate::session::signal::{self, SessionSignal, SignalSender};
 use crate::session::{self, SessionContext};
@@ -32,7 +35,7 @@ pub enum StartError {
 /// Entry point for running pgferry in-process.
 pub struct Proxy;
 
-/// A running proxy: its bound addresses and a way to stop it.
+/// A running proxy: its bound addresses and a way to reload or stop it.
 pub struct ProxyHandle {
     client_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
@@ -40,8 +43,6 @@ pub struct ProxyHandle {
     /// Stops the accept loop alone (SHUTDOWN WAIT_FOR_CLIENTS keeps metrics and health up).
     stop_accepting: watch::Sender<bool>,
     signals: SignalSender,
-    sessions: Arc<Semaphore>,
-    max_clients: u32,
     ctx: Arc<SessionContext>,
 }
 
@@ -50,6 +51,12 @@ impl Proxy {
     /// proxy accepts connections. Backends are not contacted: an unreachable database never
     /// prevents startup.
     pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
+        Proxy::start_with(config, Reloader::default()).await
+    }
+
+    /// Like [`Proxy::start`], for a proxy that can reload: `reloader` says where the
+    /// configuration comes from (the binary's file and flags).
+    pub async fn start_with(config: Config, reloader: Reloader) -> Result<ProxyHandle, StartError> {
         config
             .validate()
             .map_err(|e| StartError::Invalid(e.to_string()))?;
@@ -58,26 +65,25 @@ impl Proxy {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (signals_tx, signals_rx) = watch::channel(SessionSignal::default());
         let controls = crate::control::Controls::new(signals_tx.clone());
-        let (ctx, lot_poll) = build_context(&config, &metrics, signals_rx, controls)?;
+        let (ctx, lot_poll) = build_context(&config, &metrics, signals_rx, controls, reloader)?;
         let ctx = Arc::new(ctx);
         if let Some(poll) = lot_poll {
             tokio::spawn(park::serve(Arc::clone(&ctx), poll));
             let period = config.limits.client_park_after;
             tokio::spawn(signal::run_park_clock(signals_tx.clone(), period));
         }
-        let pool_source: Arc<dyn PoolStateSource> = ctx.pools.clone();
+        let pool_source: Arc<dyn PoolStateSource> = ctx.clone();
         metrics.set_pool_source(Arc::downgrade(&pool_source));
         let addr = config.listen.addr;
         let listener = crate::stream::bind_client_listener(addr)
             .map_err(|source| StartError::Bind { addr, source })?;
         let client_addr = local_addr(&listener, config.listen.addr)?;
-        let ready = spawn_health_checker(
-            &config,
-            &ctx.pools,
-            Arc::clone(&metrics),
-            shutdown_rx.clone(),
-        )
-        .await;
+        let live = Arc::downgrade(&ctx);
+        let registry: RegistrySource = Arc::new(move || match live.upgrade() {
+            Some(ctx) => Arc::clone(&ctx.live.load().pools),
+            None => Arc::new(PoolRegistry::empty()),
+        });
+        let ready = spawn_health_checker(registry, Arc::clone(&metrics), shutdown_rx.clone()).await;
         let metrics_addr = match config.metrics.listen {
             Some(addr) => {
                 let http = bind(addr).await?;
@@ -93,15 +99,8 @@ impl Proxy {
             }
             None => None,
         };
-        let max_clients = u32::try_from(config.limits.max_client_connections).unwrap_or(u32::MAX);
-        let sessions = Arc::new(Semaphore::new(max_clients as usize));
         let (stop_accepting, accepting_rx) = watch::channel(false);
-        tokio::spawn(accept_loop(
-            listener,
-            Arc::clone(&ctx),
-            Arc::clone(&sessions),
-            accepting_rx,
-        ));
+        tokio::spawn(accept_loop(listener, Arc::clone(&ctx), accepting_rx));
         tracing::info!(%client_addr, ?metrics_addr, "pgferry listening");
         Ok(ProxyHandle {
             client_addr,
@@ -109,8 +108,6 @@ impl Proxy {
             shutdown: shutdown_tx,
             stop_accepting,
             signals: signals_tx,
-            sessions,
-            max_clients,
             ctx,
         })
     }
@@ -121,31 +118,24 @@ fn build_context(
     metrics: &Arc<Metrics>,
     signals: watch::Receiver<SessionSignal>,
     control: crate::control::Controls,
+    reloader: Reloader,
 ) -> Result<(SessionContext, Option<LotPoll>), StartError> {
     let invalid = |e: &dyn std::fmt::Display| StartError::Invalid(e.to_string());
     let users = UserStore::from_config(&config.users).map_err(|e| invalid(&e))?;
     let pools = PoolRegistry::build(config, metrics).map_err(|e| invalid(&e))?;
-    let tls = match (config.tls.mode, &config.tls.cert_file, &config.tls.key_file) {
-        (ClientTlsMode::Disable, _, _) => None,
-        (_, Some(cert), Some(key)) => {
-            Some(crate::tls::server_config(cert, key).map_err(|e| invalid(&e))?)
-        }
-        _ => {
-            return Err(StartError::Invalid(
-                "tls: cert_file and key_file are required".into(),
-            ))
-        }
-    };
+    let tls = client_tls(config).map_err(StartError::Invalid)?;
     let parking = !config.limits.client_park_after.is_zero();
     let (parking, lot_poll) = ParkingLot::new(parking, metrics)
         .map_err(|e| StartError::Invalid(format!("parking lot: {e}")))?;
     let ctx = SessionContext {
-        config: Arc::clone(config),
-        users,
-        pools: Arc::new(pools),
+        live: LiveState::new(Live {
+            config: Arc::clone(config),
+            users,
+            pools: Arc::new(pools),
+            tls,
+        }),
         cancel: CancelRegistry::new(),
         metrics: Arc::clone(metrics),
-        tls,
         statements: crate::session::prepared::StatementCache::new(
             config.pooling.max_cached_statements,
         ),
@@ -153,6 +143,8 @@ fn build_context(
         parking,
         control,
         registry: crate::admin::registry::Registry::new(),
+        admission: Admission::new(config.limits.max_client_connections),
+        reloader,
     };
     ctx.registry.clock.start();
     Ok((ctx, lot_poll))
@@ -175,7 +167,6 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
 async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<SessionContext>,
-    sessions: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -194,11 +185,11 @@ async fn accept_loop(
         crate::stream::tune_accepted(&tcp);
         ctx.metrics.client_accepted();
         let ctx = Arc::clone(&ctx);
-        match Arc::clone(&sessions).try_acquire_owned() {
-            Ok(permit) => {
+        match ctx.admission.try_admit() {
+            Some(permit) => {
                 tokio::spawn(session::run_client(tcp, peer, ctx, permit));
             }
-            Err(_) => {
+            None => {
                 tokio::spawn(reject_over_limit(tcp, ctx));
             }
         }
@@ -206,11 +197,12 @@ async fn accept_loop(
 }
 
 async fn reject_over_limit(tcp: TcpStream, ctx: Arc<SessionContext>) {
+    let config = ctx.config();
     let message = format!(
         "sorry, too many clients already (pgferry max_client_connections = {})",
-        ctx.config.limits.max_client_connections
+        config.limits.max_client_connections
     );
-    let limit = ctx.config.limits.login_timeout;
+    let limit = config.limits.login_timeout;
     let _ = tokio::time::timeout(limit, session::refuse_opening(tcp, &ctx, &message)).await;
 }
 
@@ -228,6 +220,12 @@ impl ProxyHandle {
     /// The shared metrics (tests read values directly as well as over HTTP).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.ctx.metrics
+    }
+
+    /// Re-reads the configuration (as SIGHUP does) and applies it without dropping a client;
+    /// a rejected configuration changes nothing.
+    pub async fn reload(&self) -> Result<ReloadSummary, ReloadError> {
+        crate::reload::reload(&self.ctx).await
     }
 
     /// The shared session context: the admin control calls ([`crate::control`]) take it,
@@ -253,12 +251,12 @@ impl ProxyHandle {
             ShutdownMode::WaitForClients => {
                 let _ = self.stop_accepting.send(true);
                 tracing::info!("SHUTDOWN WAIT_FOR_CLIENTS: waiting for every client to leave");
-                drop(self.sessions.acquire_many(self.max_clients).await);
+                self.ctx.admission.wait_all_ended_unbounded().await;
             }
             ShutdownMode::WaitForServers => {
                 let _ = self.stop_accepting.send(true);
                 tracing::info!("SHUTDOWN WAIT_FOR_SERVERS: waiting for server connections");
-                let pools: Vec<_> = self.ctx.pools.pools().cloned().collect();
+                let pools: Vec<_> = self.ctx.live.load().pools.pools().cloned().collect();
                 for pool in &pools {
                     pool.pause();
                 }
@@ -277,15 +275,17 @@ impl ProxyHandle {
         let _ = self.stop_accepting.send(true);
         let _ = self.shutdown.send(true);
         self.signals.send_modify(|signal| signal.draining = true);
-        let limit = self.ctx.config.limits.shutdown_timeout;
-        if tokio::time::timeout(limit, self.sessions.acquire_many(self.max_clients))
+        let limits = self.ctx.config().limits.clone();
+        if !self
+            .ctx
+            .admission
+            .wait_all_ended(limits.shutdown_timeout)
             .await
-            .is_err()
         {
             tracing::warn!("shutdown timeout: closing remaining sessions");
             self.signals.send_modify(|signal| signal.closing = true);
-            let reset = self.ctx.config.limits.server_reset_timeout;
-            let _ = tokio::time::timeout(reset, self.sessions.acquire_many(self.max_clients)).await;
+            let reset = limits.server_reset_timeout;
+            self.ctx.admission.wait_all_ended(reset).await;
         }
     }
 }

@@ -311,6 +311,8 @@ async fn reconnect_replaces_backends_after_release_and_wait_close_waits_for_it()
     let idle_pid = backend_pid(&idle).await;
     let pool = handle
         .context()
+        .live
+        .load()
         .pools
         .route(APP_DB, APP_USER)
         .expect("the app pool");

@@ -29,8 +29,6 @@ use crate::session::SessionContext;
 /// Why the console refuses a command this build does not run here.
 #[derive(Debug, thiserror::Error)]
 enum Unsupported {
-    #[error("RELOAD is not available in this pgferry build yet; send SIGHUP to the process")]
-    Reload,
     #[error(
         "{0} is not supported by pgferry (PgBouncer's online restart and per-database \
          DISABLE have no pgferry equivalent)"
@@ -58,7 +56,10 @@ pub async fn run(command: Command, ctx: &Arc<SessionContext>, out: &mut BytesMut
             control::request_shutdown(ctx, mode);
             Ok(())
         }
-        Command::Reload => Err(Refusal::Unsupported(Unsupported::Reload)),
+        Command::Reload => crate::reload::reload(ctx)
+            .await
+            .map(|_| ())
+            .map_err(Refusal::Reload),
         Command::Suspend | Command::Enable(_) | Command::Disable(_) => {
             Err(Refusal::Unsupported(Unsupported::Command(tag)))
         }
@@ -81,6 +82,9 @@ enum Refusal {
     Control(#[from] ControlError),
     #[error(transparent)]
     Unsupported(Unsupported),
+    /// The new configuration was rejected whole; the running one stays.
+    #[error("configuration not reloaded, the running configuration stays in force: {0}")]
+    Reload(crate::reload::ReloadError),
 }
 
 impl Refusal {
@@ -88,6 +92,7 @@ impl Refusal {
         match self {
             Refusal::Control(error) => error.sqlstate(),
             Refusal::Unsupported(_) => sqlstate::FEATURE_NOT_SUPPORTED,
+            Refusal::Reload(_) => sqlstate::CONFIG_FILE_ERROR,
         }
     }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 ///
 /// Run with a config file (`--config pgferry.toml`) or in quick mode with one backend URL
 /// (`--backend postgres://USER:PASSWORD@HOST:5432/DBNAME`).
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "pgferry", version)]
 pub struct Cli {
     /// Something other than running the proxy.

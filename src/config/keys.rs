@@ -1,8 +1,8 @@
 //! Every configuration key as text: its current value, its default and whether a running
 //! proxy can take a new value without a restart.
 //!
-//! One table serves the admin console's SHOW CONFIG and the reload, which logs the keys whose
-//! change needs a restart. Secrets (passwords, SCRAM secrets, backend passwords) are never
+//! One table serves the admin console's SHOW CONFIG; its list of restart-only keys is also
+//! what a reload keeps at the running values. Secrets (passwords, SCRAM secrets, backend passwords) are never
 //! shown, only whether they are set.
 
 use std::path::Path;
@@ -12,12 +12,15 @@ use super::units::format_duration;
 use super::{Config, DatabaseConfig, DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN};
 
 /// Keys whose new value only takes effect after a restart: sockets bound at start, the
-/// runtime's threads, the log formatter installed at start.
+/// runtime's threads, the log formatter installed at start, and the park clock's period.
+/// A reload keeps their running values and logs the ones the file changed
+/// (`reload::restart`).
 pub const RESTART_ONLY: &[&str] = &[
     "listen.addr",
     "metrics.listen",
     "runtime.worker_threads",
     "log.format",
+    "limits.client_park_after",
 ];
 
 /// One row of SHOW CONFIG.
@@ -44,17 +47,6 @@ pub fn settings(config: &Config) -> Vec<Setting> {
     }
     pgbouncer_names(&mut rows, config);
     rows.0
-}
-
-/// The keys that differ between `old` and `new` and cannot change without a restart.
-pub fn restart_required(old: &Config, new: &Config) -> Vec<String> {
-    let old = settings(old);
-    settings(new)
-        .into_iter()
-        .filter(|s| !s.changeable)
-        .filter(|s| !old.iter().any(|o| o.key == s.key && o.value == s.value))
-        .map(|s| s.key)
-        .collect()
 }
 
 #[derive(Default)]
@@ -331,7 +323,7 @@ mod tests {
     }
 
     #[test]
-    fn only_sockets_threads_and_log_format_need_a_restart() {
+    fn only_sockets_threads_log_format_and_the_park_clock_need_a_restart() {
         let rows = settings(&sample());
         let mut fixed: Vec<&str> = rows
             .iter()
@@ -343,25 +335,5 @@ mod tests {
         fixed.sort();
         want.sort();
         assert_eq!(fixed, want);
-    }
-
-    #[test]
-    fn restart_required_names_changed_fixed_keys_only() {
-        let old = sample();
-        let mut new = sample();
-        new.runtime.worker_threads = 4;
-        new.limits.query_wait_timeout = Duration::from_secs(9);
-        new.databases[0].pool_size = 7;
-        assert_eq!(restart_required(&old, &new), ["runtime.worker_threads"]);
-        new.listen.addr = ([10, 0, 0, 1], 7000).into();
-        let mut changed = restart_required(&old, &new);
-        changed.sort();
-        let want = [
-            "listen.addr",
-            "listen_addr",
-            "listen_port",
-            "runtime.worker_threads",
-        ];
-        assert_eq!(changed, want);
     }
 }

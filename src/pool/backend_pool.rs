@@ -20,8 +20,9 @@ use tokio::sync::Notify;
 use super::baseline::Baseline;
 use super::gate::Gate;
 use super::generation::Generations;
+use super::settings::LiveSettings;
 use super::slots::{ConnectFailure, DbCap, Grant, Lent, PoolConn, Slot, Slots, Take};
-use crate::config::{DatabaseConfig, Limits, PoolMode, PoolSettings};
+use crate::config::{DatabaseConfig, Limits, PoolSettings};
 use crate::metrics::{PoolMetrics, PoolState};
 use crate::protocol::sqlstate;
 use crate::server::{BackendTarget, ServerConn, ServerError};
@@ -56,6 +57,11 @@ pub enum CheckoutError {
     /// KILL dropped the clients waiting for a connection.
     #[error("terminating connection: database \"{database}\" was killed by an administrator (pgferry KILL)")]
     Killed { database: String },
+    /// A reload removed the pool's database (or its user) from the configuration.
+    #[error(
+        "terminating connection: database \"{database}\" was removed from pgferry's configuration"
+    )]
+    Retired { database: String },
 }
 
 impl CheckoutError {
@@ -67,7 +73,9 @@ impl CheckoutError {
             }
             CheckoutError::Backend { sqlstate, .. } => sqlstate,
             CheckoutError::Paused { .. } => sqlstate::CANNOT_CONNECT_NOW,
-            CheckoutError::Killed { .. } => sqlstate::ADMIN_SHUTDOWN,
+            CheckoutError::Killed { .. } | CheckoutError::Retired { .. } => {
+                sqlstate::ADMIN_SHUTDOWN
+            }
         }
     }
 }
@@ -107,14 +115,13 @@ impl PoolConn for Box<ServerConn> {
 pub struct BackendPool {
     pub database: String,
     pub user: String,
-    pub mode: PoolMode,
     /// Mirrors the places' size for the checkout loop's bound (read relaxed, no lock).
     size: AtomicU32,
-    pub target: Arc<BackendTarget>,
     pub metrics: PoolMetrics,
-    pub(super) query_wait_timeout: Duration,
-    idle_timeout: Option<Duration>,
-    min_idle: u32,
+    /// Mode, timeouts and target: what a reload changes in place.
+    pub(super) settings: LiveSettings,
+    /// Set when a reload removed this pool: checkouts are refused, sessions end.
+    retired: AtomicBool,
     pub(super) slots: Arc<Slots<Box<ServerConn>>>,
     baseline: RwLock<Option<Arc<Baseline>>>,
     /// Sessions pinned to a backend of this pool (for `pgferry_pool_pinned_connections`).
@@ -163,13 +170,10 @@ impl BackendPool {
         BackendPool {
             database: db.name.clone(),
             user: target.user.clone(),
-            mode: settings.pool_mode,
             size: AtomicU32::new(settings.pool_size),
-            target,
             metrics,
-            query_wait_timeout: limits.query_wait_timeout,
-            idle_timeout: (!db.server_idle_timeout.is_zero()).then_some(db.server_idle_timeout),
-            min_idle: db.min_pool_size,
+            settings: LiveSettings::new(db, limits, settings.pool_mode, target),
+            retired: AtomicBool::new(false),
             slots: Slots::capped(settings.pool_size, lifetime, cap),
             baseline: RwLock::new(None),
             pinned: AtomicI64::new(0),
@@ -187,6 +191,9 @@ impl BackendPool {
     /// While PAUSE or KILL holds the pool, the client first waits at the gate (the same
     /// `query_wait_timeout` bounds both waits together).
     pub async fn checkout(&self) -> Result<Checkout, CheckoutError> {
+        if self.is_retired() {
+            return Err(self.retired_error());
+        }
         let started = Instant::now();
         let checkout = loop {
             if self.gate.is_held() {
@@ -219,14 +226,14 @@ impl BackendPool {
     /// enough, as a backend can accept connections and still refuse or never complete logins.
     pub async fn probe_login(&self, timeout: Duration) -> Result<(), ServerError> {
         let login_and_leave = async {
-            let mut conn = ServerConn::connect(&self.target).await?;
+            let mut conn = ServerConn::connect_shared(&self.target()).await?;
             conn.terminate().await;
             Ok(())
         };
         tokio::time::timeout(timeout, login_and_leave)
             .await
             .map_err(|_| ServerError::Timeout {
-                addr: self.target.addr(),
+                addr: self.target().addr(),
                 after: timeout,
             })?
     }
@@ -251,8 +258,9 @@ impl BackendPool {
         Err(CheckoutError::Backend {
             sqlstate: sqlstate::CONNECTION_FAILURE,
             message: format!(
-                "no usable connection to backend \"{}\" ({}:{})",
-                self.database, self.target.host, self.target.port
+                "no usable connection to backend \"{}\" ({})",
+                self.database,
+                self.target().addr()
             ),
         })
     }
@@ -260,7 +268,10 @@ impl BackendPool {
     /// What the pool grants now, or after waiting this client's turn (the expiry task sends
     /// [`Grant::Expired`] when `query_wait_timeout` runs out first).
     async fn next_grant(&self, started: Instant) -> Result<Grant<Box<ServerConn>>, CheckoutError> {
-        match self.slots.take(started + self.query_wait_timeout) {
+        match self
+            .slots
+            .take(started + self.settings.query_wait_timeout())
+        {
             Take::Now(grant) => Ok(grant),
             Take::Queued(receiver) => {
                 self.ensure_expiry();
@@ -289,13 +300,13 @@ impl BackendPool {
             return CheckoutError::DatabaseCapReached {
                 database: self.database.clone(),
                 cap: cap.limit(),
-                waited: self.query_wait_timeout,
+                waited: self.settings.query_wait_timeout(),
             };
         }
         CheckoutError::Exhausted {
             database: self.database.clone(),
             pool_size: self.size(),
-            waited: self.query_wait_timeout,
+            waited: self.settings.query_wait_timeout(),
         }
     }
 
@@ -311,7 +322,9 @@ impl BackendPool {
             return Some("stale");
         }
         let idle_for = now.saturating_duration_since(conn.last_used);
-        if idle_for >= HEALTH_CHECK_AFTER_IDLE && conn.ping(&self.target).await.is_err() {
+        if idle_for >= HEALTH_CHECK_AFTER_IDLE
+            && conn.ping(&Arc::clone(&conn.target)).await.is_err()
+        {
             return Some("stale");
         }
         None
@@ -322,10 +335,11 @@ impl BackendPool {
     async fn open(&self, slot: Slot<Box<ServerConn>>) -> Result<Checkout, ConnectFailure> {
         let connecting = Connecting::count(&self.connecting);
         let generation = self.generations.current();
-        let connected = ServerConn::connect(&self.target).await;
+        let connected = ServerConn::connect_shared(&self.target()).await;
         drop(connecting);
         match connected {
             Ok(mut conn) => {
+                conn.shown.set_generation(&generation);
                 conn.generation = Some(generation);
                 self.metrics.server_connected();
                 self.remember_baseline(&conn);
@@ -357,8 +371,12 @@ impl BackendPool {
     /// close idle ones past `server_idle_timeout` or `server_lifetime`. It ends with the pool.
     /// (Waits that run out are ended by the expiry task, which the first wait starts.)
     pub fn start_upkeep(self: &Arc<Self>) {
-        let period = upkeep_period(self.idle_timeout, self.slots.max_lifetime());
-        tokio::spawn(upkeep(Arc::downgrade(self), period));
+        tokio::spawn(upkeep(Arc::downgrade(self)));
+    }
+
+    /// How often upkeep runs with the settings now in force.
+    fn upkeep_period(&self) -> Duration {
+        upkeep_period(self.settings.idle_timeout(), self.slots.max_lifetime())
     }
 
     /// One round of upkeep: close what aged out, then open what `min_pool_size` lacks (one at a
@@ -366,7 +384,8 @@ impl BackendPool {
     /// every period; tests call it directly to observe a round deterministically.
     pub async fn tend(&self) {
         let now = Instant::now();
-        for conn in self.slots.reap(now, self.idle_timeout, self.min_idle) {
+        let min_idle = self.settings.min_idle();
+        for conn in self.slots.reap(now, self.settings.idle_timeout(), min_idle) {
             let reason = if self.slots.outlived(conn.created, now) {
                 "lifetime"
             } else {
@@ -374,7 +393,7 @@ impl BackendPool {
             };
             self.metrics.discarded(reason);
         }
-        while self.slots.occupancy().idle < self.min_idle {
+        while self.slots.occupancy().idle < min_idle && !self.is_retired() {
             let Some(slot) = self.slots.take_free_place() else {
                 return;
             };
@@ -470,12 +489,13 @@ fn upkeep_period(idle_timeout: Option<Duration>, lifetime: Option<Duration>) -> 
         .max(Duration::from_millis(100))
 }
 
-async fn upkeep(pool: Weak<BackendPool>, period: Duration) {
+async fn upkeep(pool: Weak<BackendPool>) {
     loop {
         let Some(pool) = pool.upgrade() else {
             return;
         };
         pool.tend().await;
+        let period = pool.upkeep_period();
         drop(pool);
         tokio::time::sleep(period).await;
     }
@@ -501,6 +521,9 @@ async fn expire_waits(slots: Weak<Slots<Box<ServerConn>>>, wake: Arc<Notify>) {
 }
 
 mod limits;
+mod reload;
+
+pub use reload::Reconfigure;
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ impl BackendPool {
     /// Waits while PAUSE or KILL holds the pool, within the checkout's `query_wait_timeout`
     /// (57P03 when it runs out, 57P01 when KILL ends the wait).
     pub(super) async fn pass_gate(&self, started: Instant) -> Result<(), CheckoutError> {
-        let waited = self.query_wait_timeout;
+        let waited = self.settings.query_wait_timeout();
         let database = self.database.clone();
         match self.gate.pass(started + waited).await {
             Ok(()) => Ok(()),

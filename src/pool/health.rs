@@ -17,7 +17,6 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::{BackendPool, PoolRegistry};
-use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::protocol::sqlstate;
 
@@ -30,34 +29,24 @@ struct Probed {
     port: u16,
     /// Its pools, by user name; empty if no user has a backend login for it.
     pools: Vec<Arc<BackendPool>>,
-    /// The last verdict, so only changes are logged.
-    up: Option<bool>,
 }
+
+/// Where the health probe finds the pools to probe: the registry in force now, which a
+/// reload may replace between two rounds.
+pub type RegistrySource = Arc<dyn Fn() -> Arc<PoolRegistry> + Send + Sync>;
 
 /// Probes every configured backend once, then keeps probing in the background; the returned
 /// flag is true while any serves. The first round completes before this returns, so
-/// `/readyz` is meaningful from the moment the proxy listens.
+/// `/readyz` is meaningful from the moment the proxy listens. Each round probes the databases
+/// configured at that moment, so a reload's added and removed databases are followed.
 pub async fn spawn_health_checker(
-    config: &Config,
-    pools: &PoolRegistry,
+    registry: RegistrySource,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Arc<AtomicBool> {
     let ready = Arc::new(AtomicBool::new(false));
-    let mut backends: BTreeMap<String, Probed> = config
-        .databases
-        .iter()
-        .map(|d| {
-            let probed = Probed {
-                host: d.host.clone(),
-                port: d.port,
-                pools: pools.pools_for(&d.name),
-                up: None,
-            };
-            (d.name.clone(), probed)
-        })
-        .collect();
-    probe_all(&mut backends, &metrics, &ready).await;
+    let mut verdicts = BTreeMap::new();
+    probe_all(&registry(), &mut verdicts, &metrics, &ready).await;
     let flag = Arc::clone(&ready);
     tokio::spawn(async move {
         loop {
@@ -65,24 +54,53 @@ pub async fn spawn_health_checker(
                 _ = tokio::time::sleep(PROBE_INTERVAL) => {}
                 _ = shutdown.changed() => return,
             }
-            probe_all(&mut backends, &metrics, &flag).await;
+            probe_all(&registry(), &mut verdicts, &metrics, &flag).await;
         }
     });
     ready
 }
 
-/// One round over every database; each probe is bounded by [`PROBE_TIMEOUT`].
-async fn probe_all(backends: &mut BTreeMap<String, Probed>, metrics: &Metrics, ready: &AtomicBool) {
+/// What is probed for each database configured now.
+fn probed(registry: &PoolRegistry) -> BTreeMap<String, Probed> {
+    registry
+        .databases()
+        .map(|d| {
+            let probed = Probed {
+                host: d.host.clone(),
+                port: d.port,
+                pools: registry.pools_for(&d.name),
+            };
+            (d.name.clone(), probed)
+        })
+        .collect()
+}
+
+/// One round over every database; each probe is bounded by [`PROBE_TIMEOUT`]. `verdicts`
+/// keeps the last verdict per database, so only changes are logged; a database no longer
+/// configured loses its verdict and its `pgferry_backend_up` series.
+async fn probe_all(
+    registry: &PoolRegistry,
+    verdicts: &mut BTreeMap<String, bool>,
+    metrics: &Metrics,
+    ready: &AtomicBool,
+) {
+    let backends = probed(registry);
+    verdicts.retain(|database, _| {
+        let configured = backends.contains_key(database);
+        if !configured {
+            metrics.forget_backend(database);
+        }
+        configured
+    });
     let mut any_up = false;
-    for (database, probed) in backends.iter_mut() {
+    for (database, probed) in &backends {
         let verdict = probe(probed).await;
         let up = verdict.is_ok();
-        if probed.up != Some(up) {
+        if verdicts.insert(database.clone(), up) != Some(up) {
             match &verdict {
                 Ok(()) => tracing::info!(database = %database, "backend is up"),
                 Err(error) => tracing::warn!(database = %database, %error, "backend is down"),
             }
-            probed.up = Some(up);
         }
         metrics.set_backend_up(database, up);
         any_up |= up;

@@ -11,6 +11,8 @@ mod control;
 mod gate;
 mod generation;
 mod health;
+mod reconcile;
+mod settings;
 mod slots;
 mod user_clients;
 
@@ -22,12 +24,12 @@ pub use backend_pool::{
 };
 pub use baseline::Baseline;
 pub use gate::Hold;
-pub use health::spawn_health_checker;
+pub use health::{spawn_health_checker, RegistrySource};
+pub use reconcile::{plan_reload, PoolChanges, ReloadPlan};
 pub use user_clients::{UserAdmission, UserClients, UserLimitError};
 
 use crate::config::{Config, DatabaseConfig, PoolMode};
 use crate::metrics::{Metrics, PoolState, PoolStateSource};
-use crate::server::BackendTarget;
 
 /// Why a client's startup cannot be mapped to a pool.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -59,60 +61,18 @@ pub struct PoolRegistry {
 impl PoolRegistry {
     /// Creates every pool the configuration implies; no backend connection is opened here.
     pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<PoolRegistry, PoolBuildError> {
-        let mut pools = HashMap::new();
-        let mut caps = HashMap::new();
-        for db in &config.databases {
-            let cap = db.max_db_connections.map(DatabaseCap::new);
-            if let Some(cap) = &cap {
-                caps.insert(db.name.clone(), Arc::clone(cap));
-            }
-            let tls =
-                crate::tls::client_config(db.tls_mode, db.tls_ca_file.as_deref()).map_err(|e| {
-                    PoolBuildError {
-                        database: db.name.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-            for (user, password) in backend_logins(config, db) {
-                let target = Arc::new(BackendTarget {
-                    database: db.name.clone(),
-                    host: db.host.clone(),
-                    port: db.port,
-                    dbname: db.dbname.clone(),
-                    user: user.clone(),
-                    password,
-                    tls_mode: db.tls_mode,
-                    tls: tls.clone(),
-                    connect_timeout: db.connect_timeout,
-                    // Nothing of pgferry's own: a backend's defaults must be what a client
-                    // connecting directly would get (application_name included).
-                    startup_params: Vec::new(),
-                    max_prepared_statements: config.pooling.max_prepared_statements_per_server,
-                });
-                let pool = BackendPool::with_settings(
-                    db,
-                    config.pool_settings(db, &user),
-                    cap.clone(),
-                    target,
-                    &config.limits,
-                    metrics.pool(&db.name, &user),
-                );
-                let pool = Arc::new(pool);
-                pool.start_upkeep();
-                pools.insert((db.name.clone(), user), pool);
-            }
+        let plan = reconcile::plan(None, config, metrics)?;
+        Ok(plan.commit(config))
+    }
+
+    /// A registry without pools (what the health probe sees once the proxy is gone).
+    pub fn empty() -> PoolRegistry {
+        PoolRegistry {
+            pools: HashMap::new(),
+            databases: HashMap::new(),
+            caps: HashMap::new(),
+            user_clients: UserClients::from_config(&Config::minimal()),
         }
-        let databases = config
-            .databases
-            .iter()
-            .map(|d| (d.name.clone(), d.clone()))
-            .collect();
-        Ok(PoolRegistry {
-            pools,
-            databases,
-            caps,
-            user_clients: UserClients::from_config(config),
-        })
     }
 
     /// The pool serving `user` on `database`.
@@ -176,11 +136,19 @@ impl PoolRegistry {
     pub fn pools(&self) -> impl Iterator<Item = &Arc<BackendPool>> {
         self.pools.values()
     }
+
+    /// The configured databases, for the health probe.
+    pub fn databases(&self) -> impl Iterator<Item = &DatabaseConfig> {
+        self.databases.values()
+    }
 }
 
 /// The backend logins a database needs: its forced backend user, or every configured user that
 /// has a plaintext password (validated at config load).
-fn backend_logins(config: &Config, db: &DatabaseConfig) -> Vec<(String, Option<String>)> {
+pub(super) fn backend_logins(
+    config: &Config,
+    db: &DatabaseConfig,
+) -> Vec<(String, Option<String>)> {
     if let Some(user) = &db.backend_user {
         return vec![(user.clone(), db.backend_password.clone())];
     }

@@ -21,6 +21,7 @@ mod resize;
 pub use cap::DbCap;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -88,7 +89,8 @@ pub struct Occupancy {
 
 /// The shared state of one pool's places.
 pub struct Slots<C: PoolConn> {
-    max_lifetime: Option<Duration>,
+    /// `server_lifetime` in ms (a reload may change it); 0 means none.
+    max_lifetime_ms: AtomicU64,
     state: Mutex<State<C>>,
     /// Wakes the expiring task when a client queues behind nobody (its deadline is new), and
     /// when the pool is dropped (so the task ends).
@@ -130,7 +132,7 @@ impl<C: PoolConn> Slots<C> {
         cap: Option<Arc<DbCap<C>>>,
     ) -> Arc<Self> {
         let slots = Arc::new(Slots {
-            max_lifetime,
+            max_lifetime_ms: AtomicU64::new(lifetime_ms(max_lifetime)),
             state: Mutex::new(State {
                 idle: Vec::new(),
                 waiters: VecDeque::new(),
@@ -300,13 +302,20 @@ impl<C: PoolConn> Slots<C> {
 
     /// True once a connection opened at `created` has lived longer than `server_lifetime`.
     pub fn outlived(&self, created: Instant, now: Instant) -> bool {
-        self.max_lifetime
+        self.max_lifetime()
             .is_some_and(|max| now.saturating_duration_since(created) >= max)
     }
 
     /// `server_lifetime`, if connections have one.
     pub fn max_lifetime(&self) -> Option<Duration> {
-        self.max_lifetime
+        let ms = self.max_lifetime_ms.load(Ordering::Relaxed);
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
+    /// A reload changed `server_lifetime`.
+    pub fn set_max_lifetime(&self, max_lifetime: Option<Duration>) {
+        self.max_lifetime_ms
+            .store(lifetime_ms(max_lifetime), Ordering::Relaxed);
     }
 
     fn armed_slot(self: &Arc<Self>) -> Slot<C> {
@@ -438,6 +447,13 @@ impl<C: PoolConn> Drop for Slot<C> {
             self.release();
         }
     }
+}
+
+/// `server_lifetime` as stored: whole milliseconds, at least 1; 0 for none.
+fn lifetime_ms(lifetime: Option<Duration>) -> u64 {
+    lifetime.map_or(0, |d| {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    })
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ pub mod sqlstate {
     pub const UNDEFINED_OBJECT: &str = "42704";
     /// Admin shutdown: the proxy is stopping.
     pub const ADMIN_SHUTDOWN: &str = "57P01";
+    /// config_file_error: a reload found the configuration file invalid.
+    pub const CONFIG_FILE_ERROR: &str = "F0000";
     /// Cannot connect now: backend starting up or shutting down.
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
     /// Idle-in-transaction session timeout (PostgreSQL's own code for it).

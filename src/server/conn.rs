@@ -47,6 +47,9 @@ pub struct ServerConn {
     pub id: u64,
     /// What the admin console shows of this connection (its pool lists it weakly).
     pub shown: Arc<ServerInfo>,
+    /// Where and as whom this connection logged in. A reload may point the pool elsewhere
+    /// while the connection is borrowed; cancel requests must still reach this backend.
+    pub target: Arc<BackendTarget>,
     /// When the login completed (server_lifetime).
     pub created: Instant,
     /// When the connection last became idle; health checks are skipped for recently used ones.
@@ -61,6 +64,11 @@ pub struct ServerConn {
 impl ServerConn {
     /// Connects, negotiates TLS and logs in, all within `target.connect_timeout`.
     pub async fn connect(target: &BackendTarget) -> Result<ServerConn, ServerError> {
+        ServerConn::connect_shared(&Arc::new(target.clone())).await
+    }
+
+    /// [`ServerConn::connect`] for a pool, whose connections share its target.
+    pub async fn connect_shared(target: &Arc<BackendTarget>) -> Result<ServerConn, ServerError> {
         bounded(target, async {
             let mut stream = establish(target).await?;
             let outcome = login(&mut stream, target).await?;
@@ -77,6 +85,7 @@ impl ServerConn {
                 key: outcome.key,
                 id,
                 shown,
+                target: Arc::clone(target),
                 created: now,
                 last_used: now,
                 generation: None,

@@ -67,8 +67,8 @@ fn wants_body(tag: u8, transaction_mode: bool, session_queries: bool) -> bool {
 impl Relay {
     /// Walks the complete client messages in the buffer and plans what to send.
     pub(super) fn scan_client(&mut self) -> Result<Batch, Exit> {
-        let max = self.ctx.config.limits.max_message_size;
-        let transaction_mode = self.pool.mode == PoolMode::Transaction;
+        let max = self.ctx.live.relay().max_message_size();
+        let transaction_mode = self.mode == PoolMode::Transaction;
         let session_queries = !transaction_mode && self.params.has_startup_settings();
         let mut batch = Batch {
             consumed: 0,
@@ -166,7 +166,7 @@ impl Relay {
         }
         // The frame is read in place in the client buffer: nothing is copied.
         let range = start..start + len;
-        if self.pool.mode != PoolMode::Transaction {
+        if self.mode != PoolMode::Transaction {
             return self.plan_session_query(range, tag);
         }
         let effects = classify_sql(&self.client_buf[range.clone()], tag);
@@ -350,7 +350,7 @@ impl Relay {
             let SessionEffect::Pin(reason) = effect else {
                 continue;
             };
-            match self.ctx.config.pooling.pinning {
+            match self.ctx.live.load().config.pooling.pinning {
                 PinningMode::Pin => self.pin(*reason),
                 PinningMode::Ignore => {}
                 PinningMode::Error => return Some(refusal(*reason)),

@@ -5,8 +5,6 @@
 //! behind an SSLRequest are refused before answering it (CVE-2021-23214): they could only be an
 //! attacker's injection into the session that the client believes is encrypted.
 
-use std::sync::Arc;
-
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -67,7 +65,7 @@ async fn direct_tls(tcp: TcpStream, hello: Inbox, ctx: &SessionContext) -> Opene
         return Opened::Closed;
     };
     let received = hello.into_pending();
-    let tls = match ClientTls::accept_received(tcp, Arc::clone(config), received).await {
+    let tls = match ClientTls::accept_received(tcp, config, received).await {
         Ok(tls) => tls,
         Err(error) => {
             ctx.metrics.tls_handshake(TlsKind::Direct, false);
@@ -188,7 +186,7 @@ async fn answer_ssl_request(
         return Some(MaybeTls::Plain(tcp));
     };
     tcp.write_all(b"S").await.ok()?;
-    match ClientTls::accept(tcp, Arc::clone(config)).await {
+    match ClientTls::accept(tcp, config).await {
         Ok(tls) => {
             ctx.metrics.tls_handshake(TlsKind::SslRequest, true);
             Some(MaybeTls::Tls(Box::new(tls)))

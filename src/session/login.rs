@@ -7,8 +7,8 @@
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::SessionContext;
 use crate::auth::{verify_md5_response, ScramError, ScramExchange, UserAuth};
+use crate::live::Live;
 use crate::metrics::LoginResult;
 use crate::protocol::decode;
 use crate::protocol::frame::{peek_header, HEADER_LEN};
@@ -58,10 +58,10 @@ pub async fn authenticate<'a>(
     stream: &mut ClientStream,
     inbox: &mut Inbox,
     startup: &StartupParams,
-    ctx: &'a SessionContext,
+    live: &'a Live,
 ) -> Result<&'a UserAuth, LoginError> {
     let console = crate::admin::is_console_database(&startup.database);
-    if !console && !ctx.pools.has_database(&startup.database) {
+    if !console && !live.pools.has_database(&startup.database) {
         let message = format!("database \"{}\" does not exist", startup.database);
         return Err(LoginError::refused(
             sqlstate::INVALID_CATALOG_NAME,
@@ -69,7 +69,7 @@ pub async fn authenticate<'a>(
             LoginResult::UnknownDatabase,
         ));
     }
-    let Some(user) = ctx.users.get(&startup.user) else {
+    let Some(user) = live.users.get(&startup.user) else {
         let message = format!("role \"{}\" does not exist", startup.user);
         return Err(LoginError::refused(
             sqlstate::INVALID_AUTHORIZATION,
@@ -77,7 +77,7 @@ pub async fn authenticate<'a>(
             LoginResult::AuthFailed,
         ));
     };
-    if ctx.config.auth.allow_md5 && user.md5.is_some() {
+    if live.config.auth.allow_md5 && user.md5.is_some() {
         md5_login(stream, inbox, user).await?;
     } else {
         scram_login(stream, inbox, user).await?;

@@ -35,11 +35,11 @@ pub use params::{parse_options, ClientParams};
 pub(crate) use registration::{register, StreamFacts};
 
 use crate::admin;
-use crate::auth::UserStore;
 use crate::cancel::CancelRegistry;
 use crate::config::{ClientTlsMode, Config};
+use crate::live::{Live, LiveState};
 use crate::metrics::{LoginResult, Metrics, RejectReason};
-use crate::pool::{BackendPool, PoolRegistry, UserAdmission};
+use crate::pool::{BackendPool, UserAdmission};
 use crate::protocol::frame::FrameScanner;
 use crate::protocol::messages;
 use crate::protocol::startup::{Inbox, StartupLimits, StartupParams};
@@ -50,13 +50,10 @@ use relay::Relay;
 
 /// Everything a session needs, shared by all sessions of a proxy.
 pub struct SessionContext {
-    pub config: Arc<Config>,
-    pub users: UserStore,
-    pub pools: Arc<PoolRegistry>,
+    /// Configuration, users, pools and client TLS: replaced whole by a reload.
+    pub live: LiveState,
     pub cancel: Arc<CancelRegistry>,
     pub metrics: Arc<Metrics>,
-    /// The client listener's TLS configuration (none when client TLS is off).
-    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Process-wide cache of named prepared statements (transaction mode).
     pub statements: prepared::StatementCache,
     /// Shutdown phases and the park clock (see [`signal::SessionSignal`]).
@@ -67,23 +64,31 @@ pub struct SessionContext {
     pub control: crate::control::Controls,
     /// Live clients (and its coarse clock), for the admin console.
     pub registry: Arc<admin::registry::Registry>,
+    /// Places under `max_client_connections`.
+    pub admission: crate::admission::Admission,
+    /// Where a reload reads the configuration from.
+    pub reloader: crate::reload::Reloader,
 }
 
 impl SessionContext {
-    fn tls_config(&self) -> Option<&Arc<rustls::ServerConfig>> {
-        self.tls
-            .as_ref()
-            .filter(|_| self.config.tls.mode != ClientTlsMode::Disable)
+    /// The configuration now in force (a reload may replace it at any time).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.live.load().config)
+    }
+
+    fn tls_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.live.load().tls_config().cloned()
     }
 
     fn tls_mode(&self) -> ClientTlsMode {
-        self.config.tls.mode
+        self.live.load().config.tls.mode
     }
 
     fn startup_limits(&self) -> StartupLimits {
+        let live = self.live.load();
         StartupLimits {
-            max_packet_size: self.config.limits.max_startup_packet_size,
-            max_parameters: self.config.limits.max_startup_parameters,
+            max_packet_size: live.config.limits.max_startup_packet_size,
+            max_parameters: live.config.limits.max_startup_parameters,
         }
     }
 }
@@ -120,7 +125,7 @@ pub async fn run_client(
     // Each phase is boxed: the task then holds only the state of the phase it is in, and
     // an idle client (the common case, by the thousand) does not carry the TLS handshake's
     // and login's state for its whole life.
-    let login_timeout = ctx.config.limits.login_timeout;
+    let login_timeout = ctx.live.load().config.limits.login_timeout;
     let login = tokio::time::timeout(login_timeout, open_session(tcp, &ctx));
     let (stream, startup, destination, early) = match Box::pin(login.instrument(span.clone())).await
     {
@@ -212,7 +217,7 @@ async fn log_in(
         }
     };
     let destination = match destination {
-        Routed::Pool(pool) => match ctx.pools.admit_client(&startup.user) {
+        Routed::Pool(pool) => match ctx.live.load().pools.admit_client(&startup.user) {
             Ok(user) => Destination::Pool(Admitted { pool, user }),
             Err(over) => {
                 ctx.metrics.client_rejected(RejectReason::MaxUserClients);
@@ -242,11 +247,13 @@ async fn authenticate_and_route(
     startup: &StartupParams,
     ctx: &SessionContext,
 ) -> Result<Routed, LoginError> {
-    login::authenticate(stream, inbox, startup, ctx).await?;
+    // One generation for the whole login: the user and the route come from the same config.
+    let live = ctx.live.snapshot();
+    login::authenticate(stream, inbox, startup, &live).await?;
     if admin::is_console_database(&startup.database) {
-        return console_access(startup, ctx).map(Routed::Console);
+        return console_access(startup, &live).map(Routed::Console);
     }
-    ctx.pools
+    live.pools
         .route(&startup.database, &startup.user)
         .map(Routed::Pool)
         .map_err(|e| LoginError::Refused {
@@ -258,11 +265,8 @@ async fn authenticate_and_route(
 
 /// The console rights of an authenticated user; users in neither list are refused after
 /// authentication (so the lists cannot be probed without a password), naming the keys to set.
-fn console_access(
-    startup: &StartupParams,
-    ctx: &SessionContext,
-) -> Result<admin::Access, LoginError> {
-    admin::access_for(&ctx.config.admin, &startup.user).ok_or_else(|| LoginError::Refused {
+fn console_access(startup: &StartupParams, live: &Live) -> Result<admin::Access, LoginError> {
+    admin::access_for(&live.config.admin, &startup.user).ok_or_else(|| LoginError::Refused {
         sqlstate: crate::protocol::sqlstate::INVALID_AUTHORIZATION,
         message: format!(
             "user \"{}\" is not allowed to use the admin console: list it in admin.users \
@@ -340,6 +344,7 @@ async fn welcome(
         client: stream,
         client_buf: early,
         client_scan: FrameScanner::new(),
+        mode: pool.mode(),
         pool,
         held: None,
         params,
@@ -348,7 +353,11 @@ async fn welcome(
         bytes_in: 0,
         bytes_out: 0,
         statements: prepared::ClientStatements::new(
-            ctx.config.pooling.max_prepared_statements_per_client,
+            ctx.live
+                .load()
+                .config
+                .pooling
+                .max_prepared_statements_per_client,
         ),
         pins: Vec::new(),
         signals: ctx.signals.clone(),

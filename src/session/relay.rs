@@ -74,6 +74,8 @@ enum Event {
     Park,
     /// The session signals changed (see [`SessionSignal`]).
     Signalled,
+    /// A reload removed this session's pool while it was idle.
+    Retired,
 }
 
 /// A logged-in client session.
@@ -83,6 +85,9 @@ pub struct Relay {
     pub(super) client_buf: BytesMut,
     pub(super) client_scan: FrameScanner,
     pub(super) pool: Arc<BackendPool>,
+    /// The pool's mode when the session logged in: a reload that changes the pool's mode
+    /// applies to new sessions, so a session's statements and state never change rules.
+    pub(super) mode: PoolMode,
     /// The borrowed backend, boxed: most clients are idle most of the time.
     pub(super) held: Option<Box<Held>>,
     pub(super) params: ClientParams,
@@ -172,8 +177,8 @@ impl Relay {
                 Exit::BackendLost(_) | Exit::BackendEnded | Exit::Killed(_)
             ) || !self.client_scan.at_boundary();
             self.cancel.detach();
-            let limit = self.ctx.config.limits.server_reset_timeout;
-            salvage(*held, &self.pool, limit, broken, &self.pins).await;
+            let limit = self.ctx.live.load().config.limits.server_reset_timeout;
+            salvage(*held, &self.pool, self.mode, limit, broken, &self.pins).await;
         }
         for reason in self.pins.clone() {
             self.unpin(reason);
@@ -193,7 +198,7 @@ impl Relay {
     /// many, so their wait is a small future of its own; the serving state (checkout, writes,
     /// replies: several times larger) lives in a box only while the client is active.
     async fn relay_loop(&mut self) -> Exit {
-        if self.pool.mode == PoolMode::Session {
+        if self.mode == PoolMode::Session {
             if let Err(exit) = Box::pin(self.checkout()).await {
                 return exit;
             }
@@ -227,6 +232,10 @@ impl Relay {
             if idle && signal.draining || signal.closing {
                 return Some(shutting_down());
             }
+            // A reload removed the pool: the client finished its transaction, now it is told.
+            if idle && self.pool.is_retired() {
+                return Some(self.retired());
+            }
         }
     }
 
@@ -250,6 +259,7 @@ impl Relay {
             Event::Shutdown => Some(shutting_down()),
             Event::Park => Some(Exit::Park),
             Event::Signalled => self.kill_order(),
+            Event::Retired => Some(self.retired()),
             // Nothing to do here: the checks after every event (release, shutdown) do it.
             Event::CancelsSettled => None,
         }
@@ -264,10 +274,12 @@ impl Relay {
     /// Which timeout applies while waiting: idle-in-transaction when a backend is held inside
     /// a transaction with nothing outstanding, otherwise the client idle timeout when idle.
     fn timeout(&self) -> Option<(Duration, fn() -> Event)> {
-        let limits = &self.ctx.config.limits;
+        // The backend is working: bounding that is statement_timeout's job.
+        if self.held.as_deref().is_some_and(|h| !h.queue.is_empty()) {
+            return None;
+        }
+        let limits = self.ctx.live.relay();
         let (duration, event): (Duration, fn() -> Event) = match &self.held {
-            // The backend is working: bounding that is statement_timeout's job.
-            Some(h) if !h.queue.is_empty() => return None,
             // The backend waits for the client, which holds it: in a transaction, in an open
             // extended-protocol batch or COPY, or in the middle of sending a message.
             Some(h)
@@ -276,11 +288,11 @@ impl Relay {
                     || h.copy_in
                     || !self.client_scan.at_boundary() =>
             {
-                (limits.idle_transaction_timeout, || {
+                (limits.idle_transaction_timeout(), || {
                     Event::IdleInTransactionTimeout
                 })
             }
-            _ => (limits.client_idle_timeout, || Event::IdleTimeout),
+            _ => (limits.client_idle_timeout(), || Event::IdleTimeout),
         };
         (!duration.is_zero()).then_some((duration, event))
     }
@@ -315,6 +327,7 @@ impl Relay {
             signals,
             timer,
             cancel,
+            pool,
             ..
         } = self;
         let since = signals.borrow_and_update().park_epoch;
@@ -333,6 +346,9 @@ impl Relay {
                     if signal.parks_wait_from(since) && client_buf.is_empty() {
                         return Event::Park;
                     }
+                    if pool.is_retired() {
+                        return Event::Retired;
+                    }
                 }
             }
         }
@@ -346,7 +362,7 @@ impl Relay {
             client_buf,
             held: Some(held),
             cancel,
-            pool,
+            mode,
             pins,
             client_scan,
             signals,
@@ -362,10 +378,8 @@ impl Relay {
         // flight waits for that cancel.
         // (These are exactly `release_if_idle`'s conditions but the cancel, so this never spins.)
         let idle = held.is_idle();
-        let waits_for_cancel = pool.mode == PoolMode::Transaction
-            && pins.is_empty()
-            && client_scan.at_boundary()
-            && idle;
+        let waits_for_cancel =
+            *mode == PoolMode::Transaction && pins.is_empty() && client_scan.at_boundary() && idle;
         // A session holding an idle backend (session mode, pinned) ends at shutdown; one
         // inside a transaction gets until `shutdown_timeout`.
         let conn = held.conn();
@@ -419,7 +433,7 @@ impl Relay {
             Some(&tag) if !is_frontend_tag(tag) => return Err(invalid_message_type(tag)),
             _ => {}
         }
-        let max = self.ctx.config.limits.max_message_size;
+        let max = self.ctx.live.relay().max_message_size();
         let header = match crate::protocol::frame::peek_header(&self.client_buf, max) {
             Ok(Some(header)) => header,
             Ok(None) => return Ok(false),
@@ -492,7 +506,7 @@ impl Relay {
         let conn = held.conn();
         conn.shown
             .lent_to(self.cancel.key().process_id, clock.now_ms());
-        self.cancel.attach(Arc::clone(&self.pool.target), conn.key);
+        self.cancel.attach(Arc::clone(&conn.target), conn.key);
         if let Some(sql) = self
             .params
             .sync_sql(&conn.params, &mut conn.applied, &mut conn.aligned)
@@ -515,7 +529,7 @@ impl Relay {
             && self.client_scan.at_boundary()
             && self.pins.is_empty();
         // A cancel on its way to this backend must not reach another client's statement.
-        if !idle || self.pool.mode != PoolMode::Transaction || !self.cancel.try_detach() {
+        if !idle || self.mode != PoolMode::Transaction || !self.cancel.try_detach() {
             return;
         }
         if let Some(mut held) = self.held.take() {
@@ -525,6 +539,14 @@ impl Relay {
             self.entry.set_prepared(self.statements.len());
             self.flush_byte_counts();
         }
+    }
+
+    /// How a session of a pool that a reload removed ends (outside a transaction).
+    fn retired(&self) -> Exit {
+        let error = crate::pool::CheckoutError::Retired {
+            database: self.pool.database.clone(),
+        };
+        fatal(error.sqlstate(), &error.to_string())
     }
 
     /// Byte counters go to Prometheus per transaction, not per message.
@@ -543,7 +565,7 @@ impl Relay {
         if self.held.as_deref().is_some_and(|h| h.ended_by_backend) {
             return Exit::BackendEnded;
         }
-        let target = &self.pool.target;
+        let target = self.pool.target();
         Exit::BackendLost(format!(
             "connection to backend \"{}\" ({}:{}) was lost: {detail}",
             self.pool.database, target.host, target.port

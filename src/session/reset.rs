@@ -35,6 +35,7 @@ enum ResetError {
 pub async fn salvage(
     mut held: Held,
     pool: &BackendPool,
+    mode: PoolMode,
     limit: Duration,
     broken: bool,
     pins: &[PinReason],
@@ -43,7 +44,7 @@ pub async fn salvage(
     let outcome = if broken || pins.contains(&PinReason::Load) {
         Ok(Ok(false))
     } else {
-        tokio::time::timeout(limit, restore(&mut held, pool, pins)).await
+        tokio::time::timeout(limit, restore(&mut held, mode, pins)).await
     };
     match outcome {
         Ok(Ok(true)) => held.conn().mark_clean(),
@@ -62,16 +63,14 @@ fn discard(held: &mut Held, pool: &BackendPool, reason: &'static str) {
     pool.metrics.discarded(reason);
 }
 
-async fn restore(
-    held: &mut Held,
-    pool: &BackendPool,
-    pins: &[PinReason],
-) -> Result<bool, ResetError> {
-    if held.is_idle() && pool.mode == PoolMode::Transaction && pins.is_empty() {
+async fn restore(held: &mut Held, mode: PoolMode, pins: &[PinReason]) -> Result<bool, ResetError> {
+    if held.is_idle() && mode == PoolMode::Transaction && pins.is_empty() {
         return Ok(true);
     }
     if held.queue.forget_synthesized() > 0 {
-        if let Err(error) = send_cancel(&pool.target, held.conn().key).await {
+        let conn = held.conn();
+        let (target, key) = (std::sync::Arc::clone(&conn.target), conn.key);
+        if let Err(error) = send_cancel(&target, key).await {
             tracing::debug!(%error, "cancel during reset failed");
         }
     }
@@ -88,7 +87,7 @@ async fn restore(
     if held.status != b'I' {
         run(held, "ROLLBACK").await?;
     }
-    if pool.mode == PoolMode::Session {
+    if mode == PoolMode::Session {
         run(held, "DISCARD ALL").await?;
         forget_session_state(held);
     } else if let Some(cleanup) = pin_cleanup(pins) {

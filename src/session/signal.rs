@@ -20,6 +20,9 @@ pub struct SessionSignal {
     /// `CancelSlot::killed`): every session looks at its own mark once, nothing per
     /// transaction.
     pub kills: u32,
+    /// Reloads that removed pools: each wakes the sessions, and those of a removed pool end
+    /// once they are outside a transaction.
+    pub retire_epoch: u32,
 }
 
 impl SessionSignal {

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use pgferry::config::{BackendTlsMode, Config, Credential, DatabaseConfig, UserConfig};
 use tokio_postgres::{Client, NoTls};
 
-pub use certs::{proxy_cert, tls_connector, CertFiles};
+pub use certs::{proxy_cert, tls_connector, write_localhost_cert, CertFiles};
 pub use cmd::{pg_bin, running_as_root, SupportError};
 pub use pg::{pg, PgServer, SUPERUSER};
 

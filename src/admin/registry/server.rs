@@ -3,8 +3,8 @@
 //! (whatever path drops it) leaves the list by itself.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::SystemTime;
 
 /// A backend connection's facts, fixed at login, plus who is using it now.
@@ -25,6 +25,8 @@ pub struct ServerInfo {
     client: AtomicI32,
     /// Coarse-clock ms when it was last lent.
     request_ms: AtomicU64,
+    /// The close-needed flag of the pool generation it was opened in (set by its pool).
+    generation: OnceLock<Arc<AtomicBool>>,
 }
 
 /// What changes about a server connection, read by the console.
@@ -53,7 +55,20 @@ impl ServerInfo {
             connected_at: SystemTime::now(),
             client: AtomicI32::new(0),
             request_ms: AtomicU64::new(0),
+            generation: OnceLock::new(),
         }
+    }
+
+    /// Shares the connection's generation flag, so SHOW SERVERS can tell `close_needed`.
+    pub fn set_generation(&self, generation: &Arc<AtomicBool>) {
+        let _ = self.generation.set(Arc::clone(generation));
+    }
+
+    /// A RECONNECT, KILL or reload marked the connection to close when released.
+    pub fn close_needed(&self) -> bool {
+        self.generation
+            .get()
+            .is_some_and(|g| g.load(Ordering::Relaxed))
     }
 
     /// The connection was lent to `client` (two Relaxed stores, at checkout).

@@ -40,7 +40,7 @@ pub fn run(what: Show, ctx: &Arc<SessionContext>, out: &mut BytesMut) {
 
 /// The pools ordered by database, then user (the registry is a hash map).
 fn sorted_pools(ctx: &SessionContext) -> Vec<Arc<BackendPool>> {
-    let mut pools: Vec<_> = ctx.pools.pools().cloned().collect();
+    let mut pools: Vec<_> = ctx.live.load().pools.pools().cloned().collect();
     pools.sort_by(|a, b| (&a.database, &a.user).cmp(&(&b.database, &b.user)));
     pools
 }
@@ -53,7 +53,7 @@ fn config(ctx: &SessionContext, out: &mut BytesMut) {
         text("default"),
         text("changeable"),
     ];
-    let rows: Vec<Vec<Cell>> = keys::settings(&ctx.config)
+    let rows: Vec<Vec<Cell>> = keys::settings(&ctx.config())
         .into_iter()
         .map(|s| {
             let changeable = if s.changeable { "yes" } else { "no" };

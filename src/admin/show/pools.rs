@@ -71,7 +71,7 @@ pub fn pools(ctx: &SessionContext, out: &mut BytesMut) {
                 state.connecting.into(),
                 (max_wait_ms / 1000).into(),
                 (max_wait_ms % 1000 * 1000).into(),
-                pool.mode.as_str().into(),
+                pool.mode().as_str().into(),
                 Cell::Null,
             ]
         })
@@ -107,13 +107,14 @@ const DATABASES: &[Column] = &[
     int4("disabled"),
 ];
 
-/// SHOW DATABASES: one row per `[[databases]]` entry. `max_connections` and
-/// `max_client_connections` are 0 (no per-database cap), `paused` / `disabled` 0.
+/// SHOW DATABASES: one row per `[[databases]]` entry. `max_connections` is
+/// `max_db_connections` (0: no cap), `max_client_connections` 0 (pgferry limits clients per
+/// user, not per database), `paused` 1 while PAUSE or KILL holds it, `disabled` 0.
 pub fn databases(ctx: &SessionContext, out: &mut BytesMut) {
     let clients = ctx.registry.clients();
     let pools = sorted_pools(ctx);
-    let rows: Vec<Vec<Cell>> = ctx
-        .config
+    let config = ctx.config();
+    let rows: Vec<Vec<Cell>> = config
         .databases
         .iter()
         .map(|db| {
@@ -135,11 +136,11 @@ pub fn databases(ctx: &SessionContext, out: &mut BytesMut) {
                 db.server_lifetime.as_secs().into(),
                 db.pool_mode.as_str().into(),
                 Cell::Null,
-                0.into(),
+                db.max_db_connections.unwrap_or(0).into(),
                 servers.into(),
                 0.into(),
                 client_count.into(),
-                0.into(),
+                i32::from(crate::control::is_held(ctx, &db.name)).into(),
                 0.into(),
             ]
         })
@@ -163,8 +164,8 @@ const USERS: &[Column] = &[
 pub fn users(ctx: &SessionContext, out: &mut BytesMut) {
     let clients = ctx.registry.clients();
     let pools = sorted_pools(ctx);
-    let rows: Vec<Vec<Cell>> = ctx
-        .config
+    let config = ctx.config();
+    let rows: Vec<Vec<Cell>> = config
         .users
         .iter()
         .map(|user| {
@@ -194,8 +195,8 @@ pub fn lists(ctx: &SessionContext, out: &mut BytesMut) {
     let pools = sorted_pools(ctx);
     let servers: usize = pools.iter().map(|p| p.servers.live().len()).sum();
     let items: [(&str, usize); 14] = [
-        ("databases", ctx.config.databases.len()),
-        ("users", ctx.config.users.len()),
+        ("databases", ctx.config().databases.len()),
+        ("users", ctx.config().users.len()),
         ("peers", 0),
         ("pools", pools.len()),
         ("peer_pools", 0),

@@ -173,7 +173,7 @@ fn server_row(
         time(request),
         0.into(),
         0.into(),
-        0.into(),
+        i32::from(s.close_needed()).into(),
         format!("s{}", s.id).into(),
         link.into(),
         s.remote_pid.into(),

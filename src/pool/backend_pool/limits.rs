@@ -26,7 +26,7 @@ impl BackendPool {
         let Some(deadline) = self.slots.oldest_deadline() else {
             return Duration::ZERO;
         };
-        let queued = deadline.checked_sub(self.query_wait_timeout);
+        let queued = deadline.checked_sub(self.settings.query_wait_timeout());
         queued.map_or(Duration::ZERO, |q| {
             Instant::now().saturating_duration_since(q)
         })

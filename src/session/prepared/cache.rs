@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -103,7 +103,8 @@ struct Inner {
 pub struct StatementCache {
     inner: Mutex<Inner>,
     hasher: RandomState,
-    max_entries: usize,
+    /// `pooling.max_cached_statements`; a reload may change it.
+    max_entries: AtomicUsize,
 }
 
 impl StatementCache {
@@ -116,8 +117,15 @@ impl StatementCache {
                 sweep_at: max_entries.max(1),
             }),
             hasher: RandomState::new(),
-            max_entries: max_entries.max(1),
+            max_entries: AtomicUsize::new(max_entries.max(1)),
         }
+    }
+
+    /// A reload changed `pooling.max_cached_statements`: the next insertion sweeps to it.
+    pub fn set_max_entries(&self, max_entries: usize) {
+        let max_entries = max_entries.max(1);
+        self.max_entries.store(max_entries, Ordering::Relaxed);
+        self.lock().sweep_at = max_entries;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -153,7 +161,7 @@ impl StatementCache {
             return Ok(Arc::clone(statement));
         }
         let statement = Arc::new(CachedStatement::new(query, oids, resets_statements)?);
-        inner.maybe_sweep(self.max_entries);
+        inner.maybe_sweep(self.max_entries.load(Ordering::Relaxed));
         inner
             .buckets
             .entry(hash)

@@ -33,7 +33,7 @@ pub fn console_config(pg: &PgServer) -> Config {
     let mut config = proxy_config(pg);
     for (name, password) in [(OPS_USER, OPS_PASSWORD), (WATCHER_USER, WATCHER_PASSWORD)] {
         config.users.push(UserConfig::new(
-            &name.to_string(),
+            name,
             Credential::Plain(password.to_string()),
         ));
     }

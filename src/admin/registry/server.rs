@@ -26,7 +26,9 @@ pub struct ServerInfo {
     /// Coarse-clock ms when it was last lent.
     request_ms: AtomicU64,
     /// The close-needed flag of the pool generation it was opened in (set by its pool).
-    generation: OnceLock<Arc<AtomicBool>>,
+    /// Weak: the pool counts close-needed connections by the flag's strong references, which
+    /// the connections themselves hold.
+    generation: OnceLock<Weak<AtomicBool>>,
 }
 
 /// What changes about a server connection, read by the console.
@@ -61,13 +63,14 @@ impl ServerInfo {
 
     /// Shares the connection's generation flag, so SHOW SERVERS can tell `close_needed`.
     pub fn set_generation(&self, generation: &Arc<AtomicBool>) {
-        let _ = self.generation.set(Arc::clone(generation));
+        let _ = self.generation.set(Arc::downgrade(generation));
     }
 
     /// A RECONNECT, KILL or reload marked the connection to close when released.
     pub fn close_needed(&self) -> bool {
         self.generation
             .get()
+            .and_then(Weak::upgrade)
             .is_some_and(|g| g.load(Ordering::Relaxed))
     }
 

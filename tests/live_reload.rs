@@ -672,3 +672,54 @@ fn sighup_reloads_the_binary_and_reports_restart_only_settings() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// An `ops` console user, appended to the file.
+const OPS: &str =
+    "[[users]]\nname = \"ops\"\npassword = \"ops-secret\"\n[admin]\nusers = [\"ops\"]\n";
+
+/// RELOAD on the console: a pool mode change applies to new sessions, while a session that
+/// logged in before keeps its rules; a rejected file answers F0000 with the file's error.
+#[tokio::test]
+async fn reload_on_the_console_changes_the_pool_mode_for_new_sessions_only() {
+    use support::console::ConsoleClient;
+    let dir = test_dir("console");
+    let path = dir.join("pgferry.toml");
+    let mode = |pool_mode| Setup {
+        pool_mode,
+        extra: OPS.into(),
+        ..Setup::default()
+    };
+    write_config(&path, &mode("transaction"));
+    let handle = start_from_file(&path).await;
+    let before = svc_client(&handle, "svc-one", APP_DB).await.expect("login");
+    before.simple_query("SELECT 1").await.expect("query");
+
+    write_config(&path, &mode("session"));
+    let mut ops = ConsoleClient::login(handle.client_addr(), "ops", "ops-secret", "pgferry").await;
+    let reply = ops.query("RELOAD").await;
+    assert!(reply.errors.is_empty(), "{:?}", reply.errors);
+    assert_eq!(reply.tags, ["RELOAD"]);
+
+    // The new session holds its backend while idle; the old one still gives its back.
+    let after = svc_client(&handle, "svc-one", APP_DB).await.expect("login");
+    after.simple_query("SELECT 1").await.expect("query");
+    before.simple_query("SELECT 1").await.expect("query");
+    let servers = |state: &str| {
+        format!("pgferry_server_connections{{database=\"{APP_DB}\",state=\"{state}\",user=\"{APP_USER}\"}}")
+    };
+    support::probe::wait_for_metric(&handle, &servers("active"), 1.0).await;
+    support::probe::wait_for_metric(&handle, &servers("idle"), 1.0).await;
+
+    std::fs::write(
+        &path,
+        config_text(&mode("session")) + "[limits]\nbogus = 1\n",
+    )
+    .expect("write");
+    let reply = ops.query("RELOAD").await;
+    assert_eq!(reply.error_code(), "F0000");
+    let message = &reply.errors[0].1;
+    assert!(message.contains("pgferry.toml"), "{message}");
+    assert!(message.contains("running configuration stays"), "{message}");
+    after.simple_query("SELECT 1").await.expect("still served");
+    handle.shutdown().await;
+}

@@ -159,8 +159,10 @@ const USERS: &[Column] = &[
     int4("current_client_connections"),
 ];
 
-/// SHOW USERS: one row per `[[users]]` entry. pgferry has no per-user pool size or mode, so
-/// those texts are empty/NULL as in PgBouncer for users without overrides; the caps are 0.
+/// SHOW USERS: one row per `[[users]]` entry, with its overrides (`users[].pool_size`,
+/// `pool_mode`; empty/NULL as in PgBouncer when none) and `max_client_connections` as
+/// PgBouncer's `max_user_client_connections` (0: no limit). `max_user_connections` is 0:
+/// pgferry caps server connections per pool and per database, not per user.
 pub fn users(ctx: &SessionContext, out: &mut BytesMut) {
     let clients = ctx.registry.clients();
     let pools = sorted_pools(ctx);
@@ -175,14 +177,18 @@ pub fn users(ctx: &SessionContext, out: &mut BytesMut) {
                 .map(|p| p.state().connections)
                 .sum();
             let client_count = clients.iter().filter(|c| *c.user == user.name).count();
+            let limits = user.limits;
             vec![
                 user.name.as_str().into(),
+                limits
+                    .pool_size
+                    .map_or_else(String::new, |n| n.to_string())
+                    .into(),
                 "".into(),
-                "".into(),
-                Cell::Null,
+                limits.pool_mode.map(|m| m.as_str()).into(),
                 0.into(),
                 servers.into(),
-                0.into(),
+                limits.max_client_connections.unwrap_or(0).into(),
                 client_count.into(),
             ]
         })

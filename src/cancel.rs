@@ -278,25 +278,10 @@ impl Drop for CancelSlot {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::config::BackendTlsMode;
 
     fn target() -> Arc<BackendTarget> {
-        Arc::new(BackendTarget {
-            database: "db".into(),
-            host: "127.0.0.1".into(),
-            port: 5432,
-            dbname: "db".into(),
-            user: "u".into(),
-            password: None,
-            tls_mode: BackendTlsMode::Disable,
-            tls: None,
-            connect_timeout: Duration::from_secs(1),
-            startup_params: Vec::new(),
-            max_prepared_statements: 1,
-        })
+        Arc::new(BackendTarget::for_unit_tests())
     }
 
     #[test]

@@ -477,40 +477,17 @@ async fn the_binary_exits_after_shutdown_from_the_console() {
         pg().port
     );
     std::fs::write(&file, toml).expect("config file");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .arg("--config")
-        .arg(&file)
-        .args(["--log-format", "human"])
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run pgferry");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some((_, rest)) = line.split_once("client_addr=") {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                let _ = tx.send(addr.parse::<std::net::SocketAddr>().ok());
-            }
-        }
-    });
-    let listening = rx.recv_timeout(Duration::from_secs(20));
-    let Ok(Some(addr)) = listening else {
-        let _ = child.kill();
-        panic!("no 'pgferry listening client_addr=...' line within 20 s: {listening:?}");
-    };
+    let mut pgferry = support::binary::Pgferry::spawn([
+        "--config".as_ref(),
+        file.as_os_str(),
+        "--log-format".as_ref(),
+        "human".as_ref(),
+    ]);
+    let addr = pgferry.client_addr();
     let mut ops = ConsoleClient::login(addr, OPS_USER, OPS_PASSWORD, "pgbouncer").await;
     assert_ok(&ops.query("SHUTDOWN").await, "SHUTDOWN");
-    let pid = child.id().to_string();
-    let exited = tokio::task::spawn_blocking(move || child.wait());
+    let pid = pgferry.child.id().to_string();
+    let exited = tokio::task::spawn_blocking(move || pgferry.child.wait());
     let Ok(status) = tokio::time::timeout(Duration::from_secs(20), exited).await else {
         let _ = std::process::Command::new("kill")
             .args(["-9", &pid])

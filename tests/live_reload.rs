@@ -603,61 +603,19 @@ impl Setup {
 /// applies, and a changed listen address is reported as needing a restart.
 #[test]
 fn sighup_reloads_the_binary_and_reports_restart_only_settings() {
-    use std::io::BufRead;
     let dir = test_dir("sighup");
     let path = dir.join("pgferry.toml");
     write_config(&path, &Setup::default());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(["--config", path.to_str().expect("utf-8 path")])
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run pgferry");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let mut wait_for = |needle: &str| -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("no log line with {needle:?}; seen:\n{}", seen.join("\n")),
-            }
-        }
-    };
-    let listening = wait_for("pgferry listening");
-    let addr: std::net::SocketAddr = listening
-        .split("client_addr=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no client_addr in {listening:?}"));
+    let mut pgferry = support::binary::Pgferry::spawn(["--config", path.to_str().expect("utf-8")]);
+    let addr = pgferry.client_addr();
 
     let changed = config_text(&Setup::default())
         .replace("addr = \"127.0.0.1:0\"", "addr = \"127.0.0.1:1\"")
         + "[log]\nlevel = \"debug\"\n[[users]]\nname = \"added\"\npassword = \"added-secret\"\n";
     std::fs::write(&path, changed).expect("write");
-    let pid = child.id().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill -HUP");
-    assert!(killed.success());
-    wait_for("configuration reloaded");
-    let restart = wait_for("only takes effect after a restart");
+    pgferry.signal("-HUP");
+    pgferry.wait_for_line("configuration reloaded");
+    let restart = pgferry.wait_for_line("only takes effect after a restart");
     assert!(restart.contains("listen.addr"), "{restart}");
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -668,9 +626,7 @@ fn sighup_reloads_the_binary_and_reports_restart_only_settings() {
         client.simple_query("SELECT 1").await.expect("query");
     });
     // The debug level now applies: the login above is logged at DEBUG.
-    wait_for("client logged in");
-    let _ = child.kill();
-    let _ = child.wait();
+    pgferry.wait_for_line("client logged in");
 }
 
 /// An `ops` console user, appended to the file.

@@ -105,19 +105,7 @@ mod tests {
     use super::*;
 
     fn target() -> Arc<BackendTarget> {
-        Arc::new(BackendTarget {
-            database: "db".into(),
-            host: "127.0.0.1".into(),
-            port: 5432,
-            dbname: "db".into(),
-            user: "u".into(),
-            password: None,
-            tls_mode: crate::config::BackendTlsMode::Disable,
-            tls: None,
-            connect_timeout: Duration::from_secs(1),
-            startup_params: Vec::new(),
-            max_prepared_statements: 10,
-        })
+        Arc::new(BackendTarget::for_unit_tests())
     }
 
     #[test]

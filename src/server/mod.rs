@@ -50,6 +50,25 @@ pub struct BackendTarget {
 }
 
 impl BackendTarget {
+    /// A plaintext target on 127.0.0.1:5432 as user `u`, database `db`: for unit tests that
+    /// need a target but never connect.
+    #[cfg(test)]
+    pub(crate) fn for_unit_tests() -> Self {
+        BackendTarget {
+            database: "db".into(),
+            host: "127.0.0.1".into(),
+            port: 5432,
+            dbname: "db".into(),
+            user: "u".into(),
+            password: None,
+            tls_mode: BackendTlsMode::Disable,
+            tls: None,
+            connect_timeout: Duration::from_secs(1),
+            startup_params: Vec::new(),
+            max_prepared_statements: 10,
+        }
+    }
+
     /// `host:port`, as shown in errors and logs.
     pub fn addr(&self) -> String {
         if self.host.contains(':') {

@@ -155,6 +155,7 @@ pub async fn connect_tls(
     Ok(client)
 }
 
+pub mod binary;
 pub mod console;
 pub mod private_pg;
 pub mod probe;

@@ -132,10 +132,3 @@ pub fn client_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, 
         _ => Err("tls: cert_file and key_file are required".into()),
     }
 }
-
-/// Metrics read the pools of the generation in force at each scrape.
-impl crate::metrics::PoolStateSource for crate::session::SessionContext {
-    fn pool_states(&self) -> Vec<crate::metrics::PoolState> {
-        self.live.load().pools.pool_states()
-    }
-}

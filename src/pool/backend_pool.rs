@@ -6,7 +6,6 @@
 //! connect error reaches that client, and every waiting one, with its own SQLSTATE), and bounds
 //! the wait by `query_wait_timeout`.
 
-use crate::admin::registry::ServerList;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -25,6 +24,7 @@ use super::slots::{ConnectFailure, DbCap, Grant, Lent, PoolConn, Slot, Slots, Ta
 use crate::config::{DatabaseConfig, Limits, PoolSettings};
 use crate::metrics::{PoolMetrics, PoolState};
 use crate::protocol::sqlstate;
+use crate::server::shown::ServerList;
 use crate::server::{BackendTarget, ServerConn, ServerError};
 
 /// Connections idle at least this long are pinged on checkout; fresher ones are trusted, so a

@@ -9,11 +9,11 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::login::login;
+use super::shown::ServerInfo;
 use super::stream::{establish, ServerStream};
 use super::wire::{self, ErrorFields};
 use super::{Alignment, ServerPrepared, VersionedMap};
 use super::{BackendKey, BackendTarget, ServerError};
-use crate::admin::registry::ServerInfo;
 
 /// Source of [`ServerConn::id`]: unique for the life of the process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);

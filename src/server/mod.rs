@@ -9,6 +9,7 @@ mod error;
 mod login;
 mod prepared_set;
 mod settings;
+pub mod shown;
 mod stream;
 pub mod wire;
 
@@ -21,6 +22,7 @@ pub use conn::{send_cancel, ServerConn};
 pub use error::ServerError;
 pub use prepared_set::{ServerPrepared, StatementId};
 pub use settings::{Alignment, VersionedMap};
+pub use shown::{ServerInfo, ServerList, ServerSnapshot};
 pub use stream::ServerStream;
 
 /// Everything needed to open (and cancel on) connections to one backend as one user; built

@@ -61,13 +61,13 @@ pub struct SessionContext {
     /// Where long-idle sessions wait outside the runtime.
     pub parking: park::ParkingLot,
     /// What the admin console's control commands signal with (kills, shutdown requests).
-    pub control: crate::control::Controls,
+    pub control: crate::control::signals::Controls,
     /// Live clients (and its coarse clock), for the admin console.
     pub registry: Arc<admin::registry::Registry>,
     /// Places under `max_client_connections`.
     pub admission: crate::admission::Admission,
     /// Where a reload reads the configuration from.
-    pub reloader: crate::reload::Reloader,
+    pub reloader: crate::reload::source::Reloader,
 }
 
 impl SessionContext {
@@ -90,6 +90,13 @@ impl SessionContext {
             max_packet_size: live.config.limits.max_startup_packet_size,
             max_parameters: live.config.limits.max_startup_parameters,
         }
+    }
+}
+
+/// Metrics read the pools of the generation in force at each scrape.
+impl crate::metrics::PoolStateSource for SessionContext {
+    fn pool_states(&self) -> Vec<crate::metrics::PoolState> {
+        self.live.load().pools.pool_states()
     }
 }
 

@@ -1,5 +1,5 @@
-//! What the console shows about live connections: a registry of client sessions and, per
-//! pool, of server connections.
+//! What the console shows about live connections: a registry of client sessions (server
+//! connections are listed per pool, see `server::shown`).
 //!
 //! Registration happens on rare paths (login, backend connect) and may lock. What changes per
 //! transaction (a client's state, which client a server serves, when it last asked) is kept in
@@ -9,14 +9,12 @@
 
 mod client;
 mod clock;
-mod server;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use client::{ClientEntry, ClientInfo, ClientSnapshot, NewClient};
 pub use clock::{format_time, Clock};
-pub use server::{ServerInfo, ServerList, ServerSnapshot};
 
 /// Every logged-in client session (pool clients and console clients), by client id.
 pub struct Registry {

@@ -10,9 +10,10 @@ use std::time::SystemTime;
 use bytes::BytesMut;
 
 use super::sorted_pools;
-use crate::admin::registry::{format_time, ClientInfo, ServerInfo};
+use crate::admin::registry::{format_time, ClientInfo};
 use crate::admin::result::{self, int4, text, Cell, Column};
 use crate::metrics::ClientState;
+use crate::server::ServerInfo;
 use crate::session::SessionContext;
 
 const SOCKETS: &[Column] = &[

@@ -1,6 +1,7 @@
-//! Server connections as the console sees them: each `ServerConn` carries an
+//! Server connections as the admin console sees them. Each `ServerConn` carries an
 //! `Arc<ServerInfo>`; its pool keeps a list of weak references, so a connection that closes
-//! (whatever path drops it) leaves the list by itself.
+//! (whatever path drops it) leaves the list by itself. It lives with the connections that
+//! carry it; the console's registry of client sessions is `admin::registry`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};

@@ -18,47 +18,10 @@ use crate::pool::{plan_reload, PoolBuildError, PoolChanges};
 use crate::session::SessionContext;
 
 mod restart;
+pub mod source;
 
 pub use restart::RestartOnly;
-
-/// Loads the configuration again, from the same file and with the same command-line and
-/// environment overrides as at start-up.
-pub type ConfigSource = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
-
-/// Installs a new log filter directive (`log.level`); the binary owns the log subscriber.
-pub type LogFilterHook = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
-
-/// How this proxy reloads: where its configuration comes from, and how to change the log
-/// filter. A proxy started from a `Config` value alone has nothing to reload.
-#[derive(Default)]
-pub struct Reloader {
-    source: Option<ConfigSource>,
-    log_filter: Option<LogFilterHook>,
-    /// One reload at a time (SIGHUP and RELOAD may race).
-    running: tokio::sync::Mutex<()>,
-}
-
-impl Reloader {
-    /// A reloader that reads its configuration from `source`.
-    pub fn new(source: ConfigSource) -> Self {
-        Reloader {
-            source: Some(source),
-            ..Reloader::default()
-        }
-    }
-
-    /// Reloads from a configuration file, without command-line overrides.
-    pub fn from_file(path: impl Into<std::path::PathBuf>) -> Self {
-        let path = path.into();
-        Reloader::new(Box::new(move || Config::from_file(&path)))
-    }
-
-    /// Also applies `log.level` changes through `hook`.
-    pub fn with_log_filter(mut self, hook: LogFilterHook) -> Self {
-        self.log_filter = Some(hook);
-        self
-    }
-}
+pub use source::{ConfigSource, LogFilterHook, Reloader};
 
 /// Why a reload was rejected; the running configuration stays in force.
 #[derive(Debug, thiserror::Error)]

@@ -9,14 +9,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+pub mod signals;
 
 pub use crate::admin::command::ShutdownMode;
 use crate::cancel::KillClientError;
 use crate::pool::BackendPool;
 use crate::protocol::sqlstate;
-use crate::session::signal::SignalSender;
 use crate::session::SessionContext;
+pub use signals::Controls;
 
 /// How often PAUSE, WAIT_CLOSE and SHUTDOWN WAIT_FOR_SERVERS look at the pools again.
 pub const POLL_EVERY: Duration = Duration::from_millis(10);
@@ -48,47 +48,6 @@ impl ControlError {
             ControlError::KillClient(_) => sqlstate::UNDEFINED_OBJECT,
             _ => sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
         }
-    }
-}
-
-/// What control commands need besides the pools: the senders sessions and the binary watch.
-pub struct Controls {
-    signals: SignalSender,
-    shutdown: watch::Sender<Option<ShutdownMode>>,
-}
-
-impl Controls {
-    /// Controls sending on the proxy's session signals.
-    pub fn new(signals: SignalSender) -> Self {
-        Controls {
-            signals,
-            shutdown: watch::channel(None).0,
-        }
-    }
-
-    /// Resolves with the first SHUTDOWN requested through the console (the binary awaits it
-    /// next to SIGTERM; see `ProxyHandle::shutdown_requested`).
-    pub async fn shutdown_requested(&self) -> ShutdownMode {
-        let mut requests = self.shutdown.subscribe();
-        let mode = match requests.wait_for(Option::is_some).await {
-            Ok(mode) => *mode,
-            // Unreachable while `self` lives (it owns the sender).
-            Err(_) => None,
-        };
-        mode.unwrap_or(ShutdownMode::Immediate)
-    }
-
-    /// Wakes every session so those of pools a reload removed end once they are outside a
-    /// transaction.
-    pub fn announce_retirements(&self) {
-        self.signals
-            .send_modify(|s| s.retire_epoch = s.retire_epoch.wrapping_add(1));
-    }
-
-    /// Wakes every session so the killed ones see their kill order.
-    fn wake_sessions(&self) {
-        self.signals
-            .send_modify(|s| s.kills = s.kills.wrapping_add(1));
     }
 }
 

@@ -26,8 +26,8 @@ type BackendRef = (Arc<BackendTarget>, BackendKey);
 
 struct Entry {
     secret_key: i32,
-    /// The database a pool client logged in to; `None` for admin console sessions.
-    database: Option<Box<str>>,
+    /// A pool client (KILL_CLIENT may end it); false for admin console sessions.
+    pool_client: bool,
     backend: Option<BackendRef>,
     /// Cancel requests for this client still on their way to the backend (shared with the
     /// session's slot).
@@ -43,7 +43,7 @@ struct InFlightCount {
     settled: Notify,
     /// Why an administrator ended this session; the session acts on it when the session
     /// signals change (see `SessionSignal::kills`).
-    killed: OnceLock<String>,
+    killed: OnceLock<Box<str>>,
 }
 
 /// Why a KILL_CLIENT found no client to kill.
@@ -88,15 +88,15 @@ impl CancelRegistry {
 
     /// Issues a fresh key for an admin console session; dropping the slot retires the key.
     pub fn register(self: &Arc<Self>) -> CancelSlot {
-        self.register_in(None)
+        self.register_in(false)
     }
 
-    /// Issues a fresh key for a client of `database` (found again by KILL `database`).
-    pub fn register_client(self: &Arc<Self>, database: &str) -> CancelSlot {
-        self.register_in(Some(database.into()))
+    /// Issues a fresh key for a pool client (which KILL and KILL_CLIENT may end).
+    pub fn register_client(self: &Arc<Self>) -> CancelSlot {
+        self.register_in(true)
     }
 
-    fn register_in(self: &Arc<Self>, database: Option<Box<str>>) -> CancelSlot {
+    fn register_in(self: &Arc<Self>, pool_client: bool) -> CancelSlot {
         let secret_key = rand::random::<i32>();
         let mut entries = self.entries();
         let process_id = loop {
@@ -113,7 +113,7 @@ impl CancelRegistry {
             process_id,
             Entry {
                 secret_key,
-                database,
+                pool_client,
                 backend: None,
                 in_flight: Arc::clone(&in_flight),
             },
@@ -184,25 +184,11 @@ impl CancelRegistry {
         let entry = entries
             .get(&process_id)
             .ok_or(KillClientError::NoSuchClient(process_id))?;
-        if entry.database.is_none() {
+        if !entry.pool_client {
             return Err(KillClientError::ConsoleSession(process_id));
         }
-        let _ = entry.in_flight.killed.set(message.to_string());
+        let _ = entry.in_flight.killed.set(message.into());
         Ok(())
-    }
-
-    /// Orders every client of `database` to end with `message`; returns how many.
-    pub fn kill_database(&self, database: &str, message: &str) -> usize {
-        let entries = self.entries();
-        let doomed = entries
-            .values()
-            .filter(|e| e.database.as_deref() == Some(database));
-        let mut count = 0;
-        for entry in doomed {
-            let _ = entry.in_flight.killed.set(message.to_string());
-            count += 1;
-        }
-        count
     }
 
     /// Number of registered sessions (for tests and introspection).
@@ -261,7 +247,7 @@ impl CancelSlot {
 
     /// Why an administrator ended this session (KILL, KILL_CLIENT), if one did.
     pub fn killed(&self) -> Option<&str> {
-        self.in_flight.killed.get().map(String::as_str)
+        self.in_flight.killed.get().map(|m| &**m)
     }
 
     /// The client no longer holds a backend: cancels have nothing to cancel.
@@ -319,18 +305,13 @@ mod tests {
     }
 
     #[test]
-    fn kills_reach_the_named_client_or_every_client_of_a_database() {
+    fn kills_reach_the_named_pool_client_only() {
         let registry = CancelRegistry::new();
-        let a = registry.register_client("a");
-        let a2 = registry.register_client("a");
-        let b = registry.register_client("b");
+        let a = registry.register_client();
+        let b = registry.register_client();
         let console = registry.register();
-        assert_eq!(registry.kill_database("a", "bye"), 2);
-        assert_eq!(
-            (a.killed(), a2.killed(), b.killed()),
-            (Some("bye"), Some("bye"), None)
-        );
         assert_eq!(registry.kill_client(b.key().process_id, "you"), Ok(()));
+        assert_eq!(a.killed(), None);
         assert_eq!(b.killed(), Some("you"));
         let id = console.key().process_id;
         assert_eq!(

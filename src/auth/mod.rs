@@ -10,6 +10,7 @@ mod secret;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::config::{Credential, UserConfig};
 
@@ -51,8 +52,9 @@ pub enum AuthConfigError {
 /// Everything needed to authenticate one user, precomputed at startup.
 #[derive(Clone)]
 pub struct UserAuth {
-    /// Role name, matched exactly (case-sensitive) against the startup packet's `user`.
-    pub name: String,
+    /// Role name, matched exactly (case-sensitive) against the startup packet's `user`;
+    /// shared, so the admin console's record of each logged-in client needs no copy.
+    pub name: Arc<str>,
     /// SCRAM-SHA-256 verifier (always available).
     pub scram: ScramSecret,
     /// `md5...` secret; only when the config holds a plaintext password.
@@ -85,11 +87,11 @@ impl UserAuth {
                 scram: ScramSecret::from_password(password, DEFAULT_ITERATIONS),
                 md5: Some(md5_secret(&name, password)),
                 plaintext: Some(password.clone()),
-                name,
+                name: name.as_str().into(),
             }),
             Credential::ScramSecret(text) => match ScramSecret::parse(text) {
                 Ok(scram) => Ok(UserAuth {
-                    name,
+                    name: name.as_str().into(),
                     scram,
                     md5: None,
                     plaintext: None,

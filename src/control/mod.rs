@@ -135,7 +135,13 @@ pub fn kill(ctx: &SessionContext, database: Option<&str>) -> Result<(), ControlE
         let message = format!(
             "terminating connection: database \"{db}\" was killed by an administrator (pgferry KILL)"
         );
-        clients += ctx.cancel.kill_database(db, &message);
+        // The database's clients as the console registry knows them (registered at login).
+        for client in ctx.registry.clients() {
+            let of_db = client.pool.as_ref().is_some_and(|p| p.database == db);
+            if of_db && ctx.cancel.kill_client(client.id, &message).is_ok() {
+                clients += 1;
+            }
+        }
     }
     ctx.control.wake_sessions();
     tracing::info!(database = database.unwrap_or("*"), clients, "KILL");

@@ -330,7 +330,7 @@ async fn welcome(
             return None;
         }
     };
-    let cancel = ctx.cancel.register_client(&pool.database);
+    let cancel = ctx.cancel.register_client();
     // AuthenticationOk, ~15 ParameterStatus, BackendKeyData and ReadyForQuery in one write,
     // the parameters in PostgreSQL's order (by name, ignoring case).
     for (name, value) in baseline.in_report_order() {

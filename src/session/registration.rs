@@ -27,6 +27,25 @@ impl StreamFacts {
     }
 }
 
+/// The user's name as the user store holds it (one allocation per configured user, not per
+/// client); a user a reload just removed gets its own copy.
+fn shared_name(ctx: &SessionContext, user: &str) -> Arc<str> {
+    match ctx.live.load().users.get(user) {
+        Some(auth) => Arc::clone(&auth.name),
+        None => user.into(),
+    }
+}
+
+/// The console name a console client asked for, as a static name.
+fn console_name(database: &str) -> &'static str {
+    use crate::config::{RESERVED_DATABASE, RESERVED_DATABASE_ALIAS};
+    if database == RESERVED_DATABASE_ALIAS {
+        RESERVED_DATABASE_ALIAS
+    } else {
+        RESERVED_DATABASE
+    }
+}
+
 /// Registers a logged-in client with the console registry; the entry also counts it in
 /// `pgferry_client_connections` (idle at first).
 pub(crate) fn register(
@@ -43,8 +62,8 @@ pub(crate) fn register(
         .map_or_else(String::new, |(_, value)| value.clone());
     let new = NewClient {
         id,
-        user: startup.user.clone(),
-        database: startup.database.clone(),
+        user: shared_name(ctx, &startup.user),
+        console: pool.is_none().then(|| console_name(&startup.database)),
         pool,
         peer: facts.peer,
         local: facts.local,

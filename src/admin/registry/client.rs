@@ -13,12 +13,13 @@ use crate::pool::BackendPool;
 pub struct NewClient {
     /// The process id of the BackendKeyData pgferry gave the client (`client` in the logs).
     pub id: i32,
-    /// The user it logged in as (not the pool's backend user).
-    pub user: String,
-    /// The database the client asked for (a pool's name, or `pgbouncer` / `pgferry`).
-    pub database: String,
-    /// The pool serving it; `None` for console sessions.
+    /// The user it logged in as (not the pool's backend user), shared with the user store.
+    pub user: Arc<str>,
+    /// The pool serving it, whose name is the database the client asked for; `None` for
+    /// console sessions.
     pub pool: Option<Arc<BackendPool>>,
+    /// For console sessions, the console name asked for (`pgferry` or `pgbouncer`).
+    pub console: Option<&'static str>,
     /// The client's address (None if the socket could not tell).
     pub peer: Option<SocketAddr>,
     /// pgferry's address of the connection.
@@ -34,9 +35,9 @@ pub struct NewClient {
 pub struct ClientInfo {
     /// See [`NewClient`] for these fields.
     pub id: i32,
-    pub user: Box<str>,
-    pub database: Box<str>,
+    pub user: Arc<str>,
     pub pool: Option<Arc<BackendPool>>,
+    console: Option<&'static str>,
     pub peer: Option<SocketAddr>,
     pub local: Option<SocketAddr>,
     pub tls: bool,
@@ -62,12 +63,21 @@ pub struct ClientSnapshot {
 }
 
 impl ClientInfo {
+    /// The database the client asked for: its pool's name (shared with the pool, so every
+    /// idle client does not carry a copy), or the console name.
+    pub fn database(&self) -> &str {
+        match &self.pool {
+            Some(pool) => &pool.database,
+            None => self.console.unwrap_or(crate::config::RESERVED_DATABASE),
+        }
+    }
+
     pub(super) fn new(new: NewClient, clock: &Clock) -> Self {
         ClientInfo {
             id: new.id,
-            user: new.user.into(),
-            database: new.database.into(),
+            user: new.user,
             pool: new.pool,
+            console: new.console,
             peer: new.peer,
             local: new.local,
             tls: new.tls,
@@ -194,8 +204,8 @@ mod tests {
         let new = |id| NewClient {
             id,
             user: "app".into(),
-            database: "appdb".into(),
             pool: None,
+            console: Some("pgferry"),
             peer: None,
             local: None,
             tls: false,

@@ -123,7 +123,7 @@ pub fn databases(ctx: &SessionContext, out: &mut BytesMut) {
                 .filter(|p| p.database == db.name)
                 .map(|p| p.state().connections)
                 .sum();
-            let client_count = clients.iter().filter(|c| *c.database == db.name).count();
+            let client_count = clients.iter().filter(|c| c.database() == db.name).count();
             vec![
                 db.name.as_str().into(),
                 db.host.as_str().into(),

@@ -32,7 +32,7 @@ pub fn pins(ctx: &SessionContext, out: &mut BytesMut) {
             Some(vec![
                 c.id.into(),
                 (*c.user).into(),
-                (*c.database).into(),
+                c.database().into(),
                 reasons.join(",").into(),
                 format_time(since).into(),
             ])

@@ -94,7 +94,7 @@ fn client_row(
     vec![
         "C".into(),
         (*c.user).into(),
-        (*c.database).into(),
+        c.database().into(),
         "none".into(),
         state.into(),
         ip(c.peer),

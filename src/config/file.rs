@@ -1,8 +1,8 @@
 //! Loading `pgferry.toml`: text → raw structs → public types, then validation.
 
+use super::bounds::{self, Bounds};
 use super::raw::{Human, RawConfig, RawDatabase, RawLimits, RawPooling, RawUser};
 use super::units::{parse_duration, parse_size};
-use super::validate::{bounds, Bounds};
 use super::*;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod bounds;
 pub mod cli;
 mod describe;
 mod error;

@@ -8,8 +8,8 @@
 //! there. `max_client_connections` always counts the client's own sessions, whatever pool they
 //! use.
 
+use super::bounds;
 use super::error::ConfigError;
-use super::validate::bounds;
 use super::{Config, DatabaseConfig, PoolMode};
 
 /// One user's own limits; `None` falls back to the database's setting (or no limit).

@@ -39,7 +39,11 @@ const RESERVE_BASIS_POINTS: u64 = 175;
 
 /// Estimated `DBInstanceClassMemory` of a provisioned class with `nominal_gib` of RAM.
 pub fn provisioned_class_memory(nominal_gib: u32) -> u64 {
-    let nominal_mib = u64::from(nominal_gib) * 1024;
+    class_memory_of_mib(u64::from(nominal_gib) * 1024)
+}
+
+/// The reserve model on MiB, so that classes with fractional GiB (r3/r4) can be checked too.
+fn class_memory_of_mib(nominal_mib: u64) -> u64 {
     let reserve_mib = RESERVE_BASE_MIB + nominal_mib * RESERVE_BASIS_POINTS / 10_000;
     nominal_mib.saturating_sub(reserve_mib) * MIB
 }
@@ -81,9 +85,7 @@ mod tests {
     ];
 
     fn quarter_gib_memory(quarters: u32) -> u64 {
-        let nominal_mib = u64::from(quarters) * 256;
-        let reserve_mib = RESERVE_BASE_MIB + nominal_mib * RESERVE_BASIS_POINTS / 10_000;
-        (nominal_mib - reserve_mib) * MIB
+        class_memory_of_mib(u64::from(quarters) * 256)
     }
 
     fn assert_within(estimate: u64, observed: u64, what: &str) {

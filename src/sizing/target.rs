@@ -1,7 +1,7 @@
 //! What the user sized for: a provisioned class from the table, or Aurora Serverless v2 with a
 //! capacity range; both reduce to an estimated `DBInstanceClassMemory` and `max_connections`.
 
-use super::classes::{self, ClassError, Kind, SERVERLESS};
+use super::classes::{self, ClassError, SERVERLESS};
 use super::memory;
 use serde::Serialize;
 use thiserror::Error;
@@ -84,15 +84,11 @@ pub fn resolve(class: &str, min: Option<Acu>, max: Option<Acu>) -> Result<Target
     let class_memory = memory::provisioned_class_memory(found.memory_gib);
     Ok(Target {
         instance_class: found.name(),
-        kind: kind_label(found.kind),
+        kind: found.kind.label(),
         memory_bytes: u64::from(found.memory_gib) << 30,
         class_memory_bytes: class_memory,
         max_connections: memory::default_max_connections(class_memory, memory::DEFAULT_CEILING),
     })
-}
-
-fn kind_label(kind: Kind) -> &'static str {
-    kind.label()
 }
 
 /// Aurora Serverless v2 sized by its maximum capacity; a minimum below 1 ACU lowers the ceiling.

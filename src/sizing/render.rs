@@ -86,6 +86,7 @@ fn snippet(t: &Target, p: &Plan) -> String {
     format!(
         "# pgferry sizing for {class}: max_connections {max} - {reserved} reserved = {available};\n\
          # {percent} % = {budget}; / {replicas} replicas = {per_replica}; / {pools} pools = {pool}\n\
+         # (one pool per user; a database with backend_user has a single pool: --users 1)\n\
          [[databases]]\n\
          name = \"app\"        # your database\n\
          host = \"...\"        # your RDS endpoint\n\

@@ -19,6 +19,7 @@ pub mod protocol;
 pub mod reload;
 pub mod server;
 pub mod session;
+pub mod sizing;
 mod spare;
 pub mod stream;
 pub mod tls;

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::HashPassword { .. }) => hash_password(),
+        Some(Command::Sizing(args)) => pgferry::sizing::main(args),
         None => run(cli),
     }
 }

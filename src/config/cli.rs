@@ -118,6 +118,9 @@ pub enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Compute pool_size per pool and per replica from an RDS instance class's default
+    /// max_connections, and print a config snippet.
+    Sizing(crate::sizing::SizingArgs),
 }
 
 impl Cli {

@@ -1,4 +1,5 @@
-//! The `pgferry` binary: run the proxy, check a configuration, or hash a password.
+//! The `pgferry` binary: run the proxy, check a configuration, hash a password, or print an
+//! RDS IAM token.
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::HashPassword { .. }) => hash_password(),
+        Some(Command::RdsToken(args)) => pgferry::aws::command::run(args),
         None => run(cli),
     }
 }

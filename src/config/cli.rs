@@ -118,6 +118,9 @@ pub enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Print an RDS IAM database authentication token (as `aws rds generate-db-auth-token`
+    /// does) from the AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN variables.
+    RdsToken(crate::aws::command::RdsTokenArgs),
 }
 
 impl Cli {

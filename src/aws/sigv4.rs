@@ -4,8 +4,9 @@
 //! the URL lists the operation's parameters in the caller's order, then the `X-Amz-*`
 //! parameters (Algorithm, Credential, Date, Expires, SignedHeaders, Security-Token), then
 //! `X-Amz-Signature`; the canonical query string is the same pairs, already encoded, sorted by
-//! key then value; the only signed header is `host`; the payload hash is `UNSIGNED-PAYLOAD`
-//! (a presigned URL cannot know its body).
+//! key then value; the only signed header is `host`. The payload hash is a choice
+//! ([`Payload`]): S3 presigns with `UNSIGNED-PAYLOAD`, while botocore's generic query signer,
+//! which RDS tokens use, hashes the empty body.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -41,6 +42,25 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// What the canonical request says about the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// The SHA-256 of an empty body: what botocore signs for RDS tokens (and SigV4 query
+    /// signing outside S3).
+    Empty,
+    /// The literal `UNSIGNED-PAYLOAD`: S3 presigned URLs, whose body is unknown when signing.
+    Unsigned,
+}
+
+impl Payload {
+    fn hash(self) -> &'static str {
+        match self {
+            Payload::Empty => "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            Payload::Unsigned => "UNSIGNED-PAYLOAD",
+        }
+    }
+}
+
 /// One GET to presign: where it goes and what it asks for.
 #[derive(Debug, Clone, Copy)]
 pub struct PresignRequest<'a> {
@@ -58,6 +78,8 @@ pub struct PresignRequest<'a> {
     pub region: &'a str,
     /// Seconds the signature stays valid (`X-Amz-Expires`).
     pub expires_seconds: u32,
+    /// The payload hash of the canonical request.
+    pub payload: Payload,
 }
 
 /// The presigned URL without its scheme: `authority path ? query & X-Amz-Signature=…`.
@@ -70,10 +92,11 @@ pub fn presign_get(request: &PresignRequest<'_>, credentials: &Credentials, at: 
     );
     let query = query_string(request, credentials, &scope, at);
     let canonical = format!(
-        "GET\n{}\n{}\nhost:{}\n\nhost\nUNSIGNED-PAYLOAD",
+        "GET\n{}\n{}\nhost:{}\n\nhost\n{}",
         encode_path(request.path),
         canonical_query(&query),
-        request.host_header
+        request.host_header,
+        request.payload.hash()
     );
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{at}\n{scope}\n{}",

@@ -22,6 +22,7 @@ fn signing_key_matches_the_sigv4_documentation() {
         service: "iam",
         region: "us-east-1",
         expires_seconds: 0,
+        payload: Payload::Empty,
     };
     let at = AmzDate::parse("20120215T000000Z").unwrap();
     let key = signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", at, &request);
@@ -42,6 +43,7 @@ fn presigned_get_matches_the_s3_documentation_example() {
         service: "s3",
         region: "us-east-1",
         expires_seconds: 86_400,
+        payload: Payload::Unsigned,
     };
     let at = AmzDate::parse("20130524T000000Z").unwrap();
     assert_eq!(
@@ -76,4 +78,9 @@ fn debug_output_hides_secrets() {
         !shown.contains("EXAMPLEKEY") && !shown.contains("SESSION"),
         "{shown}"
     );
+}
+
+#[test]
+fn empty_payload_hash_is_the_sha256_of_nothing() {
+    assert_eq!(Payload::Empty.hash(), hex(&Sha256::digest(b"")));
 }

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod admission;
 pub mod auth;
+pub mod aws;
 pub mod cancel;
 pub mod client_tls;
 pub mod config;

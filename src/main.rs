@@ -1,4 +1,5 @@
-//! The `pgferry` binary: run the proxy, check a configuration, or hash a password.
+//! The `pgferry` binary: run the proxy, check a configuration, hash a password, size pools
+//! for an RDS instance class, or print an RDS IAM token.
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::HashPassword { .. }) => hash_password(),
         Some(Command::Sizing(args)) => pgferry::sizing::main(args),
+        Some(Command::RdsToken(args)) => pgferry::aws::command::run(args),
         None => run(cli),
     }
 }

@@ -32,5 +32,6 @@ step cargo fmt --check
 step cargo clippy --all-targets -- -D warnings
 step bash tests/drivers/install.sh
 step bash tests/exporter/install.sh
+step bash tests/aws/install.sh
 step cargo test --all-targets
 log "all checks passed"

@@ -121,6 +121,9 @@ pub enum Command {
     /// Compute pool_size per pool and per replica from an RDS instance class's default
     /// max_connections, and print a config snippet.
     Sizing(crate::sizing::SizingArgs),
+    /// Print an RDS IAM database authentication token (as `aws rds generate-db-auth-token`
+    /// does) from the AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN variables.
+    RdsToken(crate::aws::command::RdsTokenArgs),
 }
 
 impl Cli {

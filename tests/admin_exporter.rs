@@ -8,53 +8,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use support::console::*;
 use support::probe::*;
 use support::*;
-
-fn exporter_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("exporter")
-}
-
-/// Where install.sh caches the exporter: `<target dir>/exporter`.
-fn exporter_cache() -> PathBuf {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    tmp.parent().unwrap_or(tmp).join("exporter")
-}
-
-/// Runs install.sh once per test binary and returns the exporter's executable.
-fn installed_exporter() -> &'static Path {
-    static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let result = INSTALLED.get_or_init(|| {
-        let cache = exporter_cache();
-        let output = Command::new("bash")
-            .arg(exporter_dir().join("install.sh"))
-            .arg(&cache)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run install.sh: {e}"))?;
-        if output.status.success() {
-            return Ok(cache.join("venv").join("bin").join("pgbouncer-exporter"));
-        }
-        Err(format!(
-            "tests/exporter/install.sh failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    });
-    match result {
-        Ok(path) => path,
-        Err(e) => panic!("{e}"),
-    }
-}
 
 /// The exporter process, killed when the test ends (however it ends).
 struct Exporter {
@@ -71,7 +30,10 @@ impl Drop for Exporter {
 
 /// Starts the exporter against the console at `console` as the stats user.
 fn start_exporter(console: std::net::SocketAddr) -> Exporter {
-    let executable = installed_exporter();
+    let executable = support::installed::installed("exporter")
+        .join("venv")
+        .join("bin")
+        .join("pgbouncer-exporter");
     let port = free_port();
     let dir = pg().scratch_dir(&format!("exporter-{port}"));
     let config = dir.join("exporter.yml");
@@ -85,7 +47,7 @@ fn start_exporter(console: std::net::SocketAddr) -> Exporter {
     std::fs::write(&config, yaml).expect("exporter config written");
     let child = Command::new("timeout")
         .args(["--kill-after=5", "300"])
-        .arg(executable)
+        .arg(&executable)
         .arg("--config")
         .arg(&config)
         .arg("--log-file")

@@ -11,7 +11,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use pgferry::config::PoolMode;
@@ -75,39 +74,6 @@ fn scripts_dir() -> PathBuf {
         .join("drivers")
 }
 
-/// Where install.sh caches the drivers: `<target dir>/drivers`.
-fn drivers_cache() -> PathBuf {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    tmp.parent().unwrap_or(tmp).join("drivers")
-}
-
-/// Runs install.sh once per test binary; every test shares the outcome.
-fn installed_drivers() -> &'static Path {
-    static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let result = INSTALLED.get_or_init(|| {
-        let cache = drivers_cache();
-        let output = Command::new("bash")
-            .arg(scripts_dir().join("install.sh"))
-            .arg(&cache)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run install.sh: {e}"))?;
-        if output.status.success() {
-            return Ok(cache);
-        }
-        Err(format!(
-            "tests/drivers/install.sh failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    });
-    match result {
-        Ok(path) => path,
-        Err(e) => panic!("{e}"),
-    }
-}
-
 /// Where a script connects and the tag that keeps its table names apart from other runs.
 struct Target {
     host: String,
@@ -117,8 +83,8 @@ struct Target {
 
 /// Runs `script` against `target`, panicking with its whole output unless it exits with 0.
 async fn run_script(script: Script, target: &Target) {
-    let drivers = installed_drivers();
-    let mut cmd = script.command(drivers);
+    let drivers = support::installed::installed("drivers");
+    let mut cmd = script.command(&drivers);
     cmd.env("PGHOST", &target.host)
         .env("PGPORT", target.port.to_string())
         .env("PGUSER", APP_USER)
@@ -150,7 +116,7 @@ async fn run_script(script: Script, target: &Target) {
 
 /// Starts pgferry in transaction mode with a pool of [`POOL_SIZE`] and runs `script` through it.
 async fn run_through_pgferry(script: Script) {
-    installed_drivers();
+    support::installed::installed("drivers");
     let mut config = proxy_config(pg());
     for db in &mut config.databases {
         db.pool_mode = PoolMode::Transaction;

@@ -6,9 +6,9 @@
 //! botocore is installed by `tests/aws/install.sh` (pinned, cached under the target dir); if it
 //! cannot be installed the tests fail, they never skip.
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 /// botocore with its clock frozen at argv[8] (`YYYYMMDDTHHMMSSZ`, UTC) by patching the one
 /// function SigV4 reads the time from; credentials come from argv, never from files or IMDS.
@@ -24,35 +24,6 @@ frozen = datetime.datetime.strptime(timestamp, "%Y%m%dT%H%M%SZ")
 with mock.patch("botocore.auth.get_current_datetime", return_value=frozen):
     print(client.generate_db_auth_token(host, int(port), user, Region=region))
 "#;
-
-/// Runs install.sh once per test binary and returns the venv's python.
-fn botocore_python() -> &'static Path {
-    static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let result = INSTALLED.get_or_init(|| {
-        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let cache = tmp.parent().unwrap_or(tmp).join("aws");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/install.sh");
-        let output = Command::new("bash")
-            .arg(script)
-            .arg(&cache)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run tests/aws/install.sh: {e}"))?;
-        if output.status.success() {
-            return Ok(cache.join("venv/bin/python"));
-        }
-        Err(format!(
-            "tests/aws/install.sh failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    });
-    match result {
-        Ok(path) => path,
-        Err(e) => panic!("{e}"),
-    }
-}
 
 /// One token to compare: endpoint, user, region, credentials, time.
 struct Case {
@@ -80,7 +51,7 @@ fn stdout_of(output: &Output, what: &str) -> String {
 }
 
 fn botocore_token(case: &Case) -> String {
-    let output = Command::new(botocore_python())
+    let output = Command::new(support::installed::installed("aws").join("venv/bin/python"))
         .arg("-c")
         .arg(BOTOCORE_TOKEN)
         .args([case.host, &case.port.to_string(), case.user, case.region])

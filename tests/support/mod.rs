@@ -157,6 +157,7 @@ pub async fn connect_tls(
 
 pub mod binary;
 pub mod console;
+pub mod installed;
 pub mod private_pg;
 pub mod probe;
 pub mod transcript;

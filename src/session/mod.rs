@@ -6,6 +6,7 @@ mod client_input;
 mod deallocate;
 mod effects;
 mod encoding;
+mod ending;
 mod expect;
 mod handshake;
 mod held;
